@@ -1,0 +1,28 @@
+# The two commands of the README. Both set up what they need first (scripts/setup.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test setup lint typecheck layers unit integration
+
+setup:
+	@scripts/setup.sh
+
+# Corral's main job. For now: show the host's cgroup hierarchies, then run a command in a
+# fresh cgroup with a 64 MiB memory limit (the group is removed afterwards).
+run: setup
+	$(VENV)/bin/corral cgroup hierarchies
+	$(VENV)/bin/corral cgroup exec --rm demo memory=64M pids=64 -- \
+	    sh -c 'echo "hello from pid $$$$, in these groups:"; cat /proc/self/cgroup'
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+layers: setup
+	$(VENV)/bin/lint-imports
+
+test: setup lint typecheck layers
+	$(PY) -m pytest -q

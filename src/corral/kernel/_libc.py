@@ -1,0 +1,62 @@
+"""The libc handle, raw syscall numbers, and the errno -> KernelError translation.
+
+Every call into libc in Corral goes through this module's `libc` and `check`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+from corral.errors import KernelError
+
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_syscall = libc.syscall
+_syscall.restype = ctypes.c_long
+
+# Syscalls that glibc 2.36 does not wrap (or wraps only recently). The newer ones share one
+# number on every architecture since Linux 5.x ("the generic table").
+_ARCH_NUMBERS: dict[str, dict[str, int]] = {
+    "x86_64": {"pivot_root": 155},
+    "aarch64": {"pivot_root": 41},
+}
+_GENERIC = {
+    "pidfd_send_signal": 424,
+    "open_tree": 428,
+    "move_mount": 429,
+    "pidfd_open": 434,
+    "mount_setattr": 442,
+}
+SYSCALLS: dict[str, int] = {**_GENERIC, **_ARCH_NUMBERS.get(platform.machine(), {})}
+
+
+def raise_errno(op: str, target: str | None = None, err: int | None = None) -> None:
+    """Raise KernelError for the current errno (or `err`)."""
+    raise KernelError(op, err if err is not None else ctypes.get_errno(), target)
+
+
+def check(ret: int, op: str, target: str | None = None) -> int:
+    """Turn a libc-style return value (-1 and errno) into a KernelError."""
+    if ret == -1:
+        raise_errno(op, target)
+    return ret
+
+
+def syscall(name: str, *args: object, target: str | None = None) -> int:
+    """Call a raw syscall by name; arguments must already be ctypes values."""
+    try:
+        number = SYSCALLS[name]
+    except KeyError:
+        raise KernelError(name, 38, target, f"no syscall number for {platform.machine()}") from None
+    return check(_syscall(ctypes.c_long(number), *args), name, target)
+
+
+def oserror(op: str, err: OSError, target: str | None = None) -> KernelError:
+    """Translate an OSError raised by the stdlib into a KernelError naming the operation."""
+    return KernelError(op, err.errno or 0, target if target is not None else err.filename)
+
+
+def fspath(path: str | os.PathLike[str]) -> bytes:
+    return os.fsencode(os.fspath(path))
