@@ -252,3 +252,44 @@ def test_kill_with_other_signal(manager: Manager, group: str, spawn: type[Child]
     child.go()
     manager.kill(group, signal.SIGTERM)
     assert child.proc.wait(10) == -signal.SIGTERM
+
+
+def _root_disk() -> tuple[int, int] | None:
+    """major:minor of the whole disk holding / (throttles apply to disks, not partitions)."""
+    dev = os.stat("/").st_dev
+    sys_dev = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    if not sys_dev.exists():
+        return None
+    if (sys_dev / "partition").exists():
+        major, minor = (sys_dev.resolve().parent / "dev").read_text().split(":")
+        return int(major), int(minor)
+    return os.major(dev), os.minor(dev)
+
+
+def test_io_throttle_and_io_stats(manager: Manager, group: str, tmp_path: Path) -> None:
+    disk = _root_disk()
+    if disk is None:
+        pytest.skip("/ is not on a block device")
+    major, minor = disk
+    v = _version(manager)
+    manager.create(group, parse_params([f"device-write-bps={major}:{minor} 8M"], v))
+    if v == 1:
+        line = manager.get(group, "blkio.throttle.write_bps_device")
+        assert line == f"{major}:{minor} {8 << 20}"
+    else:
+        assert f"wbps={8 << 20}" in manager.get(group, "io.max")
+    # Direct I/O on a file of the root filesystem goes through the throttled disk.
+    target = tmp_path / "data"
+    child = subprocess.Popen(
+        ["sh", "-c", f"read go; exec dd if=/dev/zero of={target} bs=64k count=16 oflag=direct"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    manager.add_process(group, child.pid)
+    assert child.stdin is not None
+    child.stdin.write("go\n")
+    child.stdin.close()
+    assert child.wait(30) == 0
+    st = manager.stats(group)
+    assert st.io_write_bytes is not None and st.io_write_bytes >= 1 << 20
