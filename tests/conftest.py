@@ -59,9 +59,17 @@ def leak_check() -> Iterator[None]:
                 except Exception as err:
                     problems.append(f"could not remove {group}: {err}")
         manager.remove_parent()
-        for h in Path("/sys/fs/cgroup").iterdir():
-            for d in h.rglob(TEST_PARENT) if h.is_dir() else []:
-                problems.append(f"cgroup directory left: {d}")
+        # runc also makes the parent in the named (systemd) and unified hierarchies: remove
+        # those when empty, and report any that still hold groups.
+        from corral.cgroups import detect
+
+        for h in detect().hierarchies:
+            for top in sorted(h.mountpoint.rglob(TEST_PARENT)):
+                for d in sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True) + [top]:
+                    try:
+                        d.rmdir()
+                    except OSError:
+                        problems.append(f"cgroup directory left: {d}")
     new_mounts = _mount_points() - before_mounts
     if new_mounts:
         problems.append(f"mounts left: {sorted(new_mounts)}")

@@ -49,3 +49,27 @@ class CgroupUnsupported(CgroupError):
 
 class SubsystemBusy(CgroupError):
     """The article's rule 2: a subsystem is already attached to another hierarchy."""
+
+
+class ContainerError(CorralError):
+    """Anything wrong in the OCI runtime layer."""
+
+
+class ConfigError(ContainerError):
+    """The bundle's config.json is missing, malformed or asks for something invalid."""
+
+
+class ContainerNotFound(ContainerError):
+    """No container with that id under the runtime's root."""
+
+
+class ContainerExists(ContainerError):
+    """A container with that id already exists."""
+
+
+class InvalidState(ContainerError):
+    """The operation is not allowed in the container's current state."""
+
+
+class HookFailed(ContainerError):
+    """A lifecycle hook exited non-zero, timed out or could not be run."""

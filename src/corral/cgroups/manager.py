@@ -85,6 +85,7 @@ class Manager(Protocol):
     def directories(self, group: str) -> dict[str, Path]: ...
     def cgroup_path(self, group: str) -> str: ...
     def remove_parent(self) -> None: ...
+    def wait_empty(self, group: str, timeout: float = 10.0) -> None: ...
 
 
 def host_dir(h: Hierarchy, cgroup_path: str) -> Path:
@@ -97,18 +98,25 @@ def host_dir(h: Hierarchy, cgroup_path: str) -> Path:
 
 
 def parent_cgroup_path(layout: HostLayout, h: Hierarchy, parent: str) -> str:
-    """Corral's parent as an absolute cgroup path in hierarchy `h`."""
+    """Corral's parent as an absolute cgroup path in hierarchy `h`.
+
+    Absolute parents ('/a/b', or '/' for the hierarchy's root) start at the root; relative
+    ones ('corral', or '' for the caller's own cgroup) below the cgroup of this process.
+    """
+    clean = parent.strip("/")
     if parent.startswith("/"):
-        clean = validate_group(parent.lstrip("/"))
-        return "/" + clean
-    clean = validate_group(parent)
+        return "/" + validate_group(clean) if clean else "/"
     own = layout.own_path(h).rstrip("/")
-    return f"{own}/{clean}"
+    return f"{own}/{validate_group(clean)}" if clean else (own or "/")
 
 
-def resolve_parent(parent: str | None) -> str:
-    value = parent or os.environ.get(PARENT_ENV) or DEFAULT_PARENT
-    if not value.strip("/"):
+def join_cgroup(parent_path: str, group: str) -> str:
+    return parent_path.rstrip("/") + "/" + group
+
+
+def resolve_parent(parent: str | None, allow_root: bool = False) -> str:
+    value = parent if parent is not None else (os.environ.get(PARENT_ENV) or DEFAULT_PARENT)
+    if not value.strip("/") and not allow_root:
         raise CgroupInvalid("the cgroup parent may not be the root of the hierarchy")
     return value
 
@@ -160,10 +168,17 @@ class BaseManager:
             time.sleep(0.005)
 
 
-def open_manager(layout: HostLayout | None = None, parent: str | None = None) -> Manager:
-    """The backend for this host: v2 on a unified host, v1 on v1 and hybrid hosts."""
+def open_manager(
+    layout: HostLayout | None = None, parent: str | None = None, *, allow_root: bool = False
+) -> Manager:
+    """The backend for this host: v2 on a unified host, v1 on v1 and hybrid hosts.
+
+    allow_root lets an OCI caller's cgroupsPath name a group directly below a hierarchy's
+    root or its own cgroup ('/id', 'id'); `corral cgroup` never allows it, since its verbs
+    list and delete everything below the parent.
+    """
     layout = layout or detect()
-    name = resolve_parent(parent)
+    name = resolve_parent(parent, allow_root)
     if layout.mode is Mode.V2:
         from .v2 import V2Manager
 

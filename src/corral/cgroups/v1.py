@@ -14,7 +14,14 @@ from corral.kernel.process import require_pid
 
 from . import fs
 from .layout import Hierarchy, HostLayout, Mode
-from .manager import BaseManager, FreezerState, Stats, host_dir, parent_cgroup_path
+from .manager import (
+    BaseManager,
+    FreezerState,
+    Stats,
+    host_dir,
+    join_cgroup,
+    parent_cgroup_path,
+)
 from .resources import Resources, io_weight_to_blkio_weight, weight_to_shares
 from .units import UNLIMITED
 
@@ -67,7 +74,7 @@ class V1Manager(BaseManager):
     def cgroup_path(self, group: str) -> str:
         name = self._group(group)
         h = self.hierarchies[0]
-        return f"{parent_cgroup_path(self.layout, h, self.parent)}/{name}"
+        return join_cgroup(parent_cgroup_path(self.layout, h, self.parent), name)
 
     def children(self, group: str | None = None) -> list[str]:
         names: set[str] = set()
@@ -133,6 +140,8 @@ class V1Manager(BaseManager):
     def remove_parent(self) -> None:
         for h in self.hierarchies:
             base = self._base[h.id]
+            if not self.parent.strip("/") or not base.is_dir():
+                continue  # the parent is the hierarchy's root or the caller's own cgroup
             if fs.child_dirs(base) or fs.pids(base / "cgroup.procs"):
                 continue
             fs.remove_dir(base)

@@ -25,7 +25,14 @@ from corral.kernel.process import require_pid
 
 from . import fs
 from .layout import HostLayout
-from .manager import BaseManager, FreezerState, Stats, host_dir, parent_cgroup_path
+from .manager import (
+    BaseManager,
+    FreezerState,
+    Stats,
+    host_dir,
+    join_cgroup,
+    parent_cgroup_path,
+)
 from .resources import Resources, blkio_weight_to_io_weight, shares_to_weight, swap_for_v2
 from .units import UNLIMITED
 
@@ -63,9 +70,8 @@ class V2Manager(BaseManager):
         return self._dir(self._group(group)).is_dir()
 
     def cgroup_path(self, group: str) -> str:
-        return (
-            f"{parent_cgroup_path(self.layout, self.hierarchy, self.parent)}/{self._group(group)}"
-        )
+        parent = parent_cgroup_path(self.layout, self.hierarchy, self.parent)
+        return join_cgroup(parent, self._group(group))
 
     def children(self, group: str | None = None) -> list[str]:
         prefix = self._group(group) if group else ""
@@ -141,6 +147,8 @@ class V2Manager(BaseManager):
             fs.remove_dir(d)
 
     def remove_parent(self) -> None:
+        if not self.parent.strip("/"):
+            return  # the parent is the hierarchy's root or the caller's own cgroup
         empty = self.base.is_dir() and not fs.child_dirs(self.base)
         if empty and not fs.pids(self.base / "cgroup.procs"):
             fs.remove_dir(self.base)

@@ -6,13 +6,13 @@ Every call into libc in Corral goes through this module's `libc` and `check`.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
 from corral.errors import KernelError
 
-libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# By soname: ctypes.util.find_library would run ldconfig, a subprocess on every start.
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _syscall = libc.syscall
 _syscall.restype = ctypes.c_long
 

@@ -101,3 +101,12 @@ def require_pid(pid: int, proc: str = "/proc") -> None:
     """Raise a KernelError naming the pid if no such process exists."""
     if pid <= 0 or not os.path.exists(f"{proc}/{pid}"):
         raise KernelError("find process", 3, f"pid {pid}")
+
+
+PER_LINUX = 0x0000
+PER_LINUX32 = 0x0008
+
+
+def personality(persona: int) -> None:
+    ret = int(libc.personality(ctypes.c_ulong(persona)))
+    check(ret, "personality", hex(persona))

@@ -1,0 +1,290 @@
+"""The container side of create and exec: code that runs in forked children.
+
+create:  runtime ──fork──> setup process: joins the cgroup and namespaces given by path,
+                           unshares the new ones (user first, its id maps written by the
+                           runtime), then forks
+                 ──fork──> init (pid 1 of a new pid namespace): builds the rootfs, switches
+                           root, sets identity and limits, reports "ready", then blocks on the
+                           exec fifo until `start` and execs the user's program.
+The setup process exits at once, so init is re-parented to the caller's subreaper (the
+shim, conmon) or to the host's init, exactly as with runc. No Python interpreter stays
+behind: init *becomes* the user's program.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from corral.cgroups import Manager
+from corral.errors import CorralError
+from corral.kernel import namespaces as ns
+from corral.kernel import prctl
+from corral.kernel.process import setdomainname, sethostname
+
+from .config import ContainerConfig, Process
+from .sync import Channel
+
+# setns order: the user namespace first (it owns the others), mount last but one, pid last.
+_JOIN_ORDER = ("user", "ipc", "uts", "network", "cgroup", "time", "mount", "pid")
+
+
+@dataclass
+class InitContext:
+    config: ContainerConfig
+    process: Process
+    channel: Channel
+    manager: Manager | None
+    group: str
+    fifo_path: str | None = None  # create: wait here for start
+    console: socket.socket | None = None
+    no_pivot: bool = False
+    preserve_fds: int = 0
+    cgroup_dirs: dict[str, str] = field(default_factory=dict)
+    exec_into: int = 0  # exec: the pid of the container whose namespaces to join
+    exec_namespaces: tuple[str, ...] = ()
+    seccomp: dict[str, Any] | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def _fail(ch: Channel, err: BaseException) -> NoReturn:
+    message = (
+        str(err) if isinstance(err, (CorralError, OSError)) else f"{type(err).__name__}: {err}"
+    )
+    code = getattr(err, "exit_code", 1)
+    try:
+        ch.send("error", message=message, exit_code=code)
+    except OSError:
+        pass
+    os._exit(1)
+
+
+def _preload(ctx: InitContext) -> None:
+    """Import now what init needs later: once it has joined the container's mount
+    namespace or switched root, Corral's own files (and libseccomp) are out of sight."""
+    from . import console, process, rootfs  # noqa: F401
+
+    if ctx.config.hooks.create_container or ctx.config.hooks.start_container:
+        from . import hooks  # noqa: F401
+    if ctx.seccomp:
+        from corral.kernel.seccomp import library
+
+        from . import seccomp  # noqa: F401
+
+        library()
+
+
+def setup_process(ctx: InitContext) -> NoReturn:
+    """The first child: cgroup, namespaces, then fork init."""
+    ch = ctx.channel
+    try:
+        _preload(ctx)
+        if ctx.manager is not None:
+            ctx.manager.add_process(ctx.group, os.getpid())
+        if ctx.exec_into:
+            _join_container(ctx.exec_into, ctx.exec_namespaces)
+        else:
+            _enter_namespaces(ctx)
+        pid = os.fork()
+        if pid == 0:
+            container_init(ctx) if not ctx.exec_into else exec_init(ctx)
+        ch.send("pid", pid=pid)
+        os._exit(0)
+    except BaseException as err:  # everything is reported, nothing returns into the runtime
+        _fail(ch, err)
+
+
+def _join_container(pid: int, kinds: tuple[str, ...]) -> None:
+    fds = []
+    for kind in _JOIN_ORDER:
+        if kind in kinds:
+            fds.append(
+                (
+                    kind,
+                    os.open(f"/proc/{pid}/ns/{ns.NS_PROC_NAMES[kind]}", os.O_RDONLY | os.O_CLOEXEC),
+                )
+            )
+    for kind, fd in fds:
+        ns.setns(fd, ns.NAMESPACE_FLAGS[kind], target=f"/proc/{pid}/ns/{ns.NS_PROC_NAMES[kind]}")
+        os.close(fd)
+
+
+def _enter_namespaces(ctx: InitContext) -> None:
+    cfg = ctx.config
+    joined = [n for n in cfg.namespaces if n.path]
+    joined.sort(key=lambda n: _JOIN_ORDER.index(n.type))
+    for n in joined:
+        assert n.path is not None
+        ns.setns_path(n.path, ns.NAMESPACE_FLAGS[n.type])
+    if cfg.new_namespace("user"):
+        ns.unshare(ns.CLONE_NEWUSER)
+        ctx.channel.send("idmap", pid=os.getpid())
+        ctx.channel.expect("idmap-done")
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    flags = 0
+    for n in cfg.namespaces:
+        if n.path is None and n.type != "user":
+            flags |= ns.NAMESPACE_FLAGS[n.type]
+    if flags:
+        ns.unshare(flags)
+    if cfg.time_offsets:
+        with open("/proc/self/timens_offsets", "w") as f:
+            for clock, (secs, nanos) in cfg.time_offsets.items():
+                f.write(f"{clock} {secs} {nanos}\n")
+
+
+def _keep_fds(ctx: InitContext, extra: list[int]) -> None:
+    """Close everything but stdio, the preserved fds and ours; make the preserved inheritable."""
+    keep = set(range(3 + ctx.preserve_fds)) | set(extra)
+    for fd in range(3, 3 + ctx.preserve_fds):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    start = 0
+    for fd in [*sorted(keep), 1 << 20]:
+        if fd > start:
+            os.closerange(start, min(fd, 65536))
+        start = fd + 1
+
+
+def container_init(ctx: InitContext) -> NoReturn:
+    """pid 1 of the container, until it execs the user's program."""
+    from . import process as proc_setup
+    from .rootfs import RootfsBuilder
+
+    ch = ctx.channel
+    cfg = ctx.config
+    proc = ctx.process
+    warnings: list[str] = []
+    try:
+        fifo_fd = os.open(ctx.fifo_path, os.O_RDWR | os.O_CLOEXEC) if ctx.fifo_path else -1
+        builder = RootfsBuilder(
+            cfg, ctx.cgroup_dirs, cfg.namespace("user") is not None, warnings.append
+        )
+        if not cfg.new_namespace("mount"):
+            raise CorralError("the container needs a new mount namespace (linux.namespaces)")
+        builder.prepare()
+        if cfg.hooks.prestart or cfg.hooks.create_runtime:
+            ch.send("hooks")
+            ch.expect("hooks-done")
+        if cfg.hooks.create_container:
+            from .hooks import run_hooks
+
+            run_hooks(
+                "createContainer", cfg.hooks.create_container, ctx.state | {"pid": os.getpid()}
+            )
+        builder.switch_root(ctx.no_pivot)
+        if proc.terminal:
+            _attach_terminal(ctx, proc, builder)
+        builder.finish()
+        if cfg.hostname is not None:
+            sethostname(cfg.hostname)
+        if cfg.domainname is not None:
+            setdomainname(cfg.domainname)
+        _identity_and_limits(proc, cfg.personality, warnings)
+        env = proc_setup.build_env(proc)
+        exe = proc_setup.find_executable(proc.args[0], env)
+        proc_setup.finalize(proc)
+        _keep_fds(ctx, [fifo_fd, ch.fileno()])
+        for w in warnings:
+            ch.send("warning", message=w)
+        ch.send("ready")
+        ch.close()
+    except BaseException as err:
+        _fail(ch, err)
+    # From here on nobody listens on the sync socket: errors go to the container's stderr.
+    try:
+        if fifo_fd >= 0:
+            if os.read(fifo_fd, 1) == b"":
+                os._exit(1)
+            os.close(fifo_fd)
+        if cfg.hooks.start_container:
+            from .hooks import run_hooks
+
+            run_hooks(
+                "startContainer",
+                cfg.hooks.start_container,
+                ctx.state | {"pid": os.getpid(), "status": "running"},
+            )
+        _load_seccomp(ctx, proc)
+        os.execve(exe, list(proc.args), _env_dict(env))
+    except BaseException as err:
+        sys.stderr.write(f"corral-runtime: {err}\n")
+        sys.stderr.flush()
+        os._exit(127 if isinstance(err, FileNotFoundError) else 1)
+
+
+def _identity_and_limits(proc: Process, personality: str | None, warnings: list[str]) -> None:
+    from . import process as proc_setup
+
+    proc_setup.apply_rlimits(proc, warnings.append)
+    proc_setup.apply_oom_score_adj(proc.oom_score_adj)
+    proc_setup.apply_personality(personality)
+
+
+def _attach_terminal(ctx: InitContext, proc: Process, builder: Any) -> None:
+    from .console import become_terminal_session, open_pty, send_master
+
+    if ctx.console is None:
+        raise CorralError("process.terminal is set but no --console-socket was given")
+    master, slave, name = open_pty(proc.console_size)
+    if builder is not None:
+        builder.bind_console(name)
+    send_master(ctx.console, master, name)
+    os.close(master)
+    ctx.console.close()
+    become_terminal_session(slave)
+
+
+def _load_seccomp(ctx: InitContext, proc: Process) -> None:
+    if proc.no_new_privileges:
+        prctl.set_no_new_privs()
+    if ctx.seccomp:
+        from .seccomp import build
+
+        f = build(ctx.seccomp)
+        f.load()
+        f.release()
+
+
+def _env_dict(env: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in env:
+        key, _, value = entry.partition("=")
+        out[key] = value
+    return out
+
+
+def exec_init(ctx: InitContext) -> NoReturn:
+    """A process started by `exec` inside a running container."""
+    from . import process as proc_setup
+
+    ch = ctx.channel
+    proc = ctx.process
+    warnings: list[str] = []
+    try:
+        if proc.terminal:
+            _attach_terminal(ctx, proc, None)
+        _identity_and_limits(proc, None, warnings)
+        env = proc_setup.build_env(proc)
+        exe = proc_setup.find_executable(proc.args[0], env)
+        proc_setup.finalize(proc)
+        _keep_fds(ctx, [ch.fileno()])
+        for w in warnings:
+            ch.send("warning", message=w)
+        ch.send("ready")
+        ch.close()
+    except BaseException as err:
+        _fail(ch, err)
+    try:
+        _load_seccomp(ctx, proc)
+        os.execve(exe, list(proc.args), _env_dict(env))
+    except BaseException as err:
+        sys.stderr.write(f"corral-runtime: {err}\n")
+        sys.stderr.flush()
+        os._exit(127 if isinstance(err, FileNotFoundError) else 1)
