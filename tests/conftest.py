@@ -65,7 +65,7 @@ def leak_check() -> Iterator[None]:
 
         for h in detect().hierarchies:
             for top in sorted(h.mountpoint.rglob(TEST_PARENT)):
-                for d in sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True) + [top]:
+                for d in [*sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True), top]:
                     try:
                         d.rmdir()
                     except OSError:

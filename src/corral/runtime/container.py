@@ -208,7 +208,8 @@ class Runtime:
             channel=theirs,
             manager=manager,
             group=group,
-            fifo_path=fifo,
+            # Opened here, before any user namespace: init may not be able to reach it later.
+            fifo_fd=os.open(fifo, os.O_RDWR | os.O_CLOEXEC),
             console=console,
             no_pivot=no_pivot,
             preserve_fds=preserve_fds,
@@ -221,6 +222,7 @@ class Runtime:
             ours.close()
             setup_process(ctx)
         theirs.close()
+        os.close(ctx.fifo_fd)
         if console is not None:
             console.close()
         init_pid = 0

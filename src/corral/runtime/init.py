@@ -39,7 +39,7 @@ class InitContext:
     channel: Channel
     manager: Manager | None
     group: str
-    fifo_path: str | None = None  # create: wait here for start
+    fifo_fd: int = -1  # create: read end of the exec fifo; init waits on it for start
     console: socket.socket | None = None
     no_pivot: bool = False
     preserve_fds: int = 0
@@ -162,7 +162,7 @@ def container_init(ctx: InitContext) -> NoReturn:
     proc = ctx.process
     warnings: list[str] = []
     try:
-        fifo_fd = os.open(ctx.fifo_path, os.O_RDWR | os.O_CLOEXEC) if ctx.fifo_path else -1
+        fifo_fd = ctx.fifo_fd
         builder = RootfsBuilder(
             cfg, ctx.cgroup_dirs, cfg.namespace("user") is not None, warnings.append
         )

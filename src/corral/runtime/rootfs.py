@@ -283,11 +283,8 @@ class RootfsBuilder:
         os.chdir("/")
 
     def finish(self) -> None:
-        """After the switch: masked and read-only paths, sysctls, a read-only root."""
-        for path in self.config.masked_paths:
-            self._mask(path)
-        for path in self.config.readonly_paths:
-            self._readonly(path)
+        """After the switch: sysctls, read-only and masked paths, a read-only root."""
+        # Sysctls first: /proc/sys is usually among the read-only paths.
         for key, value in self.config.sysctl.items():
             target = "/proc/sys/" + key.replace(".", "/")
             try:
@@ -295,6 +292,10 @@ class RootfsBuilder:
                     f.write(value)
             except OSError as err:
                 raise ContainerError(f"sysctl {key}={value}: {err.strerror}") from err
+        for path in self.config.readonly_paths:
+            self._readonly(path)
+        for path in self.config.masked_paths:
+            self._mask(path)
         if self.config.root_readonly:
             mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | self._locked_flags("/"))
 
