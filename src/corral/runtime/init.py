@@ -189,6 +189,7 @@ def container_init(ctx: InitContext) -> NoReturn:
         _identity_and_limits(proc, cfg.personality, warnings)
         env = proc_setup.build_env(proc)
         exe = proc_setup.find_executable(proc.args[0], env)
+        _seccomp_while_privileged(ctx, proc)
         proc_setup.finalize(proc)
         _keep_fds(ctx, [fifo_fd, ch.fileno()])
         for w in warnings:
@@ -241,14 +242,29 @@ def _attach_terminal(ctx: InitContext, proc: Process, builder: Any) -> None:
     become_terminal_session(slave)
 
 
+def _seccomp_while_privileged(ctx: InitContext, proc: Process) -> None:
+    """Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: load it now, before
+    capabilities are dropped (runc does the same). The filter then also covers the few
+    calls left before exec (reading the fifo, closing fds, execve)."""
+    if ctx.seccomp and not proc.no_new_privileges:
+        _install_seccomp(ctx.seccomp)
+
+
 def _load_seccomp(ctx: InitContext, proc: Process) -> None:
+    """With no_new_privs, the filter goes in as late as possible: right before execve."""
     if proc.no_new_privileges:
         prctl.set_no_new_privs()
-    if ctx.seccomp:
-        from .seccomp import build
+        if ctx.seccomp:
+            _install_seccomp(ctx.seccomp)
 
-        f = build(ctx.seccomp)
+
+def _install_seccomp(spec: dict[str, Any]) -> None:
+    from .seccomp import build
+
+    f = build(spec)
+    try:
         f.load()
+    finally:
         f.release()
 
 
@@ -273,6 +289,7 @@ def exec_init(ctx: InitContext) -> NoReturn:
         _identity_and_limits(proc, None, warnings)
         env = proc_setup.build_env(proc)
         exe = proc_setup.find_executable(proc.args[0], env)
+        _seccomp_while_privileged(ctx, proc)
         proc_setup.finalize(proc)
         _keep_fds(ctx, [ch.fileno()])
         for w in warnings:
