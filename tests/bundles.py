@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from corral.oci import default_spec
+from corral.oci.defaults import default_spec
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 CACHE = Path("/var/tmp/corral-test-rootfs")

@@ -64,7 +64,7 @@ def leak_check() -> Iterator[None]:
         from corral.cgroups import detect
 
         for h in detect().hierarchies:
-            for top in sorted(h.mountpoint.rglob(TEST_PARENT)):
+            for top in sorted(Path(h.mountpoint).rglob(TEST_PARENT)):
                 for d in [*sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True), top]:
                     try:
                         d.rmdir()

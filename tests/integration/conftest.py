@@ -29,7 +29,7 @@ def group(manager: Manager) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def v1_only() -> None:
-    if detect().mode is Mode.V2:
+    if detect().mode == Mode.V2:
         pytest.skip("cgroup v1 behaviour")
 
 

@@ -20,7 +20,7 @@ from .conftest import Child
 
 
 def _version(m: Manager) -> int:
-    return 2 if m.mode is Mode.V2 else 1
+    return 2 if m.mode == Mode.V2 else 1
 
 
 def _own_groups(pid: int) -> dict[str, str]:
@@ -107,14 +107,14 @@ def test_freeze_stops_progress_and_thaw_resumes(
     assert child.proc.stdout is not None
     child.proc.stdout.readline()
     manager.freeze(group)
-    assert manager.freezer_state(group) is FreezerState.FROZEN
+    assert manager.freezer_state(group) == FreezerState.FROZEN
     time.sleep(0.1)
     progress_file = Path(f"/proc/{child.pid}/stat")
     ticks = progress_file.read_text().split()[13:15]
     time.sleep(0.4)
     assert progress_file.read_text().split()[13:15] == ticks, "frozen process kept running"
     manager.thaw(group)
-    assert manager.freezer_state(group) is FreezerState.THAWED
+    assert manager.freezer_state(group) == FreezerState.THAWED
     assert wait_until(lambda: progress_file.read_text().split()[13:15] != ticks, 5)
     manager.kill(group)
 
@@ -152,7 +152,7 @@ def test_rule3_one_group_per_hierarchy_and_rule4_inheritance(
     assert len(ids) == len(set(ids))
     parent_groups = _own_groups(child.pid)
     path_a = manager.cgroup_path(f"{group}/a")
-    if layout.mode is Mode.V2:
+    if layout.mode == Mode.V2:
         assert parent_groups[""] == path_a
     else:
         for h in manager.layout.v1:

@@ -21,7 +21,7 @@ def corral(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
 def test_hierarchies_and_subsystems() -> None:
     layout = detect()
     out = corral("cgroup", "hierarchies", check=True).stdout
-    assert f"cgroup mode: {layout.mode.value}" in out
+    assert f"cgroup mode: {layout.mode}" in out
     for h in layout.hierarchies:
         assert str(h.mountpoint) in out
     data = json.loads(corral("cgroup", "subsystems", "--json", check=True).stdout)
@@ -59,7 +59,7 @@ def test_exec_signal_exit_code_and_not_found(manager: Manager, group: str) -> No
 def test_create_set_get_stats_tree_delete(manager: Manager, group: str) -> None:
     corral("cgroup", "create", group, "memory=32M", "pids=20", check=True)
     corral("cgroup", "set", group, "memory=48M", "cpus=0.5", check=True)
-    v2 = detect().mode is Mode.V2
+    v2 = detect().mode == Mode.V2
     out = corral(
         "cgroup", "get", group, "memory.max", "memory.limit_in_bytes", "pids", check=True
     ).stdout
@@ -83,9 +83,9 @@ def test_classify_tasks_freeze_thaw_kill(manager: Manager, group: str) -> None:
         corral("cgroup", "classify", group, str(proc.pid), check=True)
         assert corral("cgroup", "tasks", group, check=True).stdout.split() == [str(proc.pid)]
         corral("cgroup", "freeze", group, check=True)
-        assert manager.freezer_state(group) is FreezerState.FROZEN
+        assert manager.freezer_state(group) == FreezerState.FROZEN
         corral("cgroup", "thaw", group, check=True)
-        assert manager.freezer_state(group) is FreezerState.THAWED
+        assert manager.freezer_state(group) == FreezerState.THAWED
         corral("cgroup", "kill", "-s", "TERM", group, check=True)
         assert proc.wait(10) == -15
     finally:

@@ -48,7 +48,7 @@ def test_five_steps_with_a_new_hierarchy(
     try:
         layout = detect()
         h = layout.hierarchy_of(subsystem)
-        assert h is not None and h.mountpoint == where and h.subsystems == (subsystem,)
+        assert h is not None and h.mountpoint == str(where) and h.subsystems == (subsystem,)
         # Rule 3: the new hierarchy's root group holds every task, this one included.
         assert str(os.getpid()) in (where / "cgroup.procs").read_text().split()
         m = open_manager(layout, TEST_PARENT)
@@ -56,7 +56,7 @@ def test_five_steps_with_a_new_hierarchy(
         params = ["net-cls-classid=0x100001"] if subsystem == "net_cls" else []
         m.create("steps", parse_params(params, 1), controllers=[subsystem])
         try:
-            group_dir = m.directories("steps")[subsystem]
+            group_dir = Path(m.directories("steps")[subsystem])
             assert group_dir.parent.parent == where  # <mount>/<parent>/steps
             if subsystem == "net_cls":
                 assert (group_dir / "net_cls.classid").read_text().strip() == str(0x100001)
@@ -107,7 +107,7 @@ def test_unknown_subsystem_and_foreign_unmount_are_refused(
     with pytest.raises(CgroupInvalid, match="unknown subsystem 'bogus'"):
         mount_hierarchy(tmp_path / "x", ["bogus"], registry=registry)
     assert not (tmp_path / "x").exists()
-    host = detect().hierarchies[0].mountpoint
+    host = Path(detect().hierarchies[0].mountpoint)
     with pytest.raises(CgroupInvalid, match="never unmounts the host's cgroup hierarchies"):
         unmount_hierarchy(host, registry)
     assert host.is_dir() and any(host.iterdir())

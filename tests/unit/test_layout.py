@@ -39,7 +39,7 @@ def test_parse_hybrid_comounted() -> None:
     v1 = [h for h in hs if h.version == 1]
     assert [h.subsystems for h in v1] == [(), ("cpu", "cpuacct"), ("cpuset",), ("memory",)]
     cpu = v1[1]
-    assert cpu.id == 2 and cpu.mountpoint == Path("/sys/fs/cgroup/cpu,cpuacct")
+    assert cpu.id == 2 and cpu.mountpoint == "/sys/fs/cgroup/cpu,cpuacct"
     assert key_of(cpu) == "cpu,cpuacct"
     assert key_of(v1[0]) == "name=systemd"
     # The second mount of the memory hierarchy is the same superblock: listed once.
@@ -53,7 +53,7 @@ def test_host_dir_with_non_root_mount() -> None:
     text = "50 1 0:40 /lxc/c1 /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
     (h,) = parse_mountinfo(text, subs, _controllers)
     assert h.root == "/lxc/c1"
-    assert host_dir(h, "/lxc/c1/corral") == Path("/sys/fs/cgroup/memory/corral")
+    assert host_dir(h, "/lxc/c1/corral") == "/sys/fs/cgroup/memory/corral"
 
 
 def _fake_proc(tmp_path: Path, mountinfo: str, self_cgroup: str, cgroups: str) -> str:
@@ -72,25 +72,25 @@ def test_detect_modes(tmp_path: Path) -> None:
         tmp_path / "h", HYBRID, "4:memory:/a\n2:cpu,cpuacct:/\n0::/\n", PROC_CGROUPS
     )
     layout = detect(hybrid, root)
-    assert layout.mode is Mode.HYBRID
+    assert layout.mode == Mode.HYBRID
     assert layout.own_paths["memory"] == "/a"
     assert layout.hierarchy_of("cpuacct") is not None
     assert layout.hierarchy_of("pids") is None
 
     v2_only = "41 31 0:38 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
     layout = detect(_fake_proc(tmp_path / "v2", v2_only, "0::/user.slice\n", PROC_CGROUPS), root)
-    assert layout.mode is Mode.V2
+    assert layout.mode == Mode.V2
     assert layout.own_path(layout.hierarchies[0]) == "/user.slice"
 
     v1_only = "\n".join(HYBRID.splitlines()[:4]) + "\n"
     layout = detect(_fake_proc(tmp_path / "v1", v1_only, "", PROC_CGROUPS), root)
-    assert layout.mode is Mode.V1
+    assert layout.mode == Mode.V1
 
 
 def test_detect_real_host() -> None:
     layout = detect()
     assert layout.mode in (Mode.V1, Mode.HYBRID, Mode.V2)
-    if layout.mode is not Mode.V2:
+    if layout.mode != Mode.V2:
         # Rule 3: every v1 hierarchy shows up once in /proc/self/cgroup.
         for h in layout.v1:
             assert layout.own_path(h).startswith("/")

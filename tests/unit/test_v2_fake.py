@@ -56,16 +56,16 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _populate(root)
     real_make_dir = cgfs.make_dir
 
-    def make_dir(path: Path) -> bool:
+    def make_dir(path: str) -> bool:
         made = real_make_dir(path)
         if made:
-            _populate(path)  # the kernel fills a new group with its files
+            _populate(Path(path))  # the kernel fills a new group with its files
         return made
 
-    def remove_dir(path: Path, attempts: int = 50) -> None:
-        for f in path.iterdir():
+    def remove_dir(path: str, attempts: int = 50) -> None:
+        for f in Path(path).iterdir():
             f.unlink()
-        path.rmdir()
+        Path(path).rmdir()
 
     monkeypatch.setattr(cgfs, "make_dir", make_dir)
     monkeypatch.setattr(cgfs, "remove_dir", remove_dir)
@@ -73,7 +73,7 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _manager(root: Path, own: str = "/") -> V2Manager:
-    h = Hierarchy(0, 2, root, "/", tuple(CONTROLLERS.split()))
+    h = Hierarchy(0, 2, str(root), "/", tuple(CONTROLLERS.split()))
     layout = HostLayout(Mode.V2, (h,), (), {"": own})
     return V2Manager(layout, "corral")
 
@@ -189,7 +189,7 @@ def test_freeze_waits_for_the_kernel(tree: Path) -> None:
     (d / "cgroup.events").write_text("populated 1\nfrozen 1\n")  # as the kernel would report
     m.freeze("g")
     assert (d / "cgroup.freeze").read_text() == "1"
-    assert m.freezer_state("g") is FreezerState.FROZEN
+    assert m.freezer_state("g") == FreezerState.FROZEN
 
 
 def test_kill_uses_cgroup_kill(tree: Path) -> None:

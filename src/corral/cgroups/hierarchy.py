@@ -16,18 +16,18 @@ import errno
 import fcntl
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from corral.errors import CgroupInvalid, CgroupUnsupported, KernelError, SubsystemBusy
 from corral.kernel.mount import MNT_DETACH, mount, umount2
+from corral.structs import record
 
 from .layout import HostLayout, detect
 
 DEFAULT_STATE_ROOT = Path(os.environ.get("CORRAL_ROOT", "/run/corral"))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountPlan:
     subsystems: tuple[str, ...]
     name: str | None

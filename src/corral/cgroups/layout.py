@@ -8,23 +8,26 @@ parameter so the parsing is testable over fixture files.
 
 from __future__ import annotations
 
-import enum
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from corral.errors import CgroupUnsupported, KernelError
 from corral.kernel.mount import CGROUP2_SUPER_MAGIC, statfs_type
+from corral.structs import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
-class Mode(enum.Enum):
+class Mode:
+    """The host's cgroup mode (plain strings: `enum` is too slow to import on the start path)."""
+
     V1 = "v1"
     HYBRID = "hybrid"
     V2 = "v2"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Hierarchy:
     """One mounted cgroup hierarchy.
 
@@ -34,7 +37,7 @@ class Hierarchy:
 
     id: int  # the kernel's hierarchy id (0 for the unified hierarchy)
     version: int
-    mountpoint: Path
+    mountpoint: str
     root: str  # the part of the hierarchy this mount shows ('/' unless bind-mounted / cgroupns)
     subsystems: tuple[str, ...]
     name: str | None = None
@@ -48,7 +51,7 @@ class Hierarchy:
         return ",".join(parts) if parts else "(none)"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Subsystem:
     """One line of /proc/cgroups."""
 
@@ -58,9 +61,9 @@ class Subsystem:
     enabled: bool
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostLayout:
-    mode: Mode
+    mode: str  # a Mode value
     hierarchies: tuple[Hierarchy, ...]  # v1 hierarchies first, then the unified one
     subsystems: tuple[Subsystem, ...]
     own_paths: dict[str, str]  # hierarchy key (see key_of) -> this process's cgroup path
@@ -123,7 +126,7 @@ def _unescape(field: str) -> str:
 
 
 def parse_mountinfo(
-    text: str, subsystems: list[Subsystem], controllers_v2: Callable[[Path], tuple[str, ...]]
+    text: str, subsystems: list[Subsystem], controllers_v2: Callable[[str], tuple[str, ...]]
 ) -> list[Hierarchy]:
     """The cgroup mounts in mountinfo, one Hierarchy per superblock (first mount wins)."""
     known = {s.name: s for s in subsystems}
@@ -137,7 +140,7 @@ def parse_mountinfo(
         fstype, _source, superopts = [*right.split(), "", ""][:3]
         if fstype not in ("cgroup", "cgroup2"):
             continue
-        device, root, mountpoint = fields[2], _unescape(fields[3]), Path(_unescape(fields[4]))
+        device, root, mountpoint = fields[2], _unescape(fields[3]), _unescape(fields[4])
         if device in seen:
             continue
         seen.add(device)
@@ -157,9 +160,10 @@ def parse_mountinfo(
     return out
 
 
-def _read_v2_controllers(mountpoint: Path) -> tuple[str, ...]:
+def _read_v2_controllers(mountpoint: str) -> tuple[str, ...]:
     try:
-        return tuple((mountpoint / "cgroup.controllers").read_text().split())
+        with open(os.path.join(mountpoint, "cgroup.controllers")) as f:
+            return tuple(f.read().split())
     except OSError:
         return ()
 

@@ -8,31 +8,34 @@ parent is ever created, written, frozen or removed.
 
 from __future__ import annotations
 
-import enum
 import os
-import signal
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Protocol
 
 from corral.errors import CgroupBusy, CgroupInvalid, CgroupNotFound
+from corral.structs import asdict, record
 
 from .layout import Hierarchy, HostLayout, Mode, detect
 from .paths import validate_group
-from .resources import Resources
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from .resources import Resources
+
+SIGKILL = 9  # the `signal` module imports `enum`: a number keeps it off the start path
 
 DEFAULT_PARENT = "corral"
 PARENT_ENV = "CORRAL_CGROUP_PARENT"
 
 
-class FreezerState(enum.Enum):
+class FreezerState:
     THAWED = "THAWED"
     FREEZING = "FREEZING"
     FROZEN = "FROZEN"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Stats:
     """Usage figures with one meaning on every backend. None: the host does not report it."""
 
@@ -55,46 +58,49 @@ class Stats:
         return asdict(self)
 
 
-class Manager(Protocol):
-    """What Corral's upper layers need from a cgroup backend."""
+if TYPE_CHECKING:
 
-    mode: Mode
-    layout: HostLayout
+    class Manager(Protocol):
+        """What Corral's upper layers need from a cgroup backend."""
 
-    def create(
-        self,
-        group: str,
-        resources: Resources | None = None,
-        controllers: list[str] | None = None,
-    ) -> None: ...
-    def exists(self, group: str) -> bool: ...
-    def delete(self, group: str, *, force: bool = False) -> None: ...
-    def add_process(self, group: str, pid: int) -> None: ...
-    def add_thread(self, group: str, tid: int) -> None: ...
-    def tasks(self, group: str, *, recursive: bool = False) -> list[int]: ...
-    def apply(self, group: str, resources: Resources) -> None: ...
-    def set(self, group: str, key: str, value: str) -> None: ...
-    def get(self, group: str, key: str) -> str: ...
-    def parameters(self, group: str) -> dict[str, str]: ...
-    def freeze(self, group: str) -> None: ...
-    def thaw(self, group: str) -> None: ...
-    def freezer_state(self, group: str) -> FreezerState: ...
-    def kill(self, group: str, sig: int = signal.SIGKILL) -> None: ...
-    def stats(self, group: str) -> Stats: ...
-    def children(self, group: str | None = None) -> list[str]: ...
-    def directories(self, group: str) -> dict[str, Path]: ...
-    def cgroup_path(self, group: str) -> str: ...
-    def remove_parent(self) -> None: ...
-    def wait_empty(self, group: str, timeout: float = 10.0) -> None: ...
+        mode: str
+        layout: HostLayout
+
+        def create(
+            self,
+            group: str,
+            resources: Resources | None = None,
+            controllers: list[str] | None = None,
+        ) -> None: ...
+        def exists(self, group: str) -> bool: ...
+        def delete(self, group: str, *, force: bool = False) -> None: ...
+        def add_process(self, group: str, pid: int) -> None: ...
+        def add_thread(self, group: str, tid: int) -> None: ...
+        def tasks(self, group: str, *, recursive: bool = False) -> list[int]: ...
+        def apply(self, group: str, resources: Resources) -> None: ...
+        def set(self, group: str, key: str, value: str) -> None: ...
+        def get(self, group: str, key: str) -> str: ...
+        def parameters(self, group: str) -> dict[str, str]: ...
+        def freeze(self, group: str) -> None: ...
+        def thaw(self, group: str) -> None: ...
+        def freezer_state(self, group: str) -> str: ...
+        def kill(self, group: str, sig: int = SIGKILL) -> None: ...
+        def stats(self, group: str) -> Stats: ...
+        def children(self, group: str | None = None) -> list[str]: ...
+        def directories(self, group: str) -> dict[str, str]: ...
+        def planned_directories(self, group: str) -> dict[str, str]: ...
+        def cgroup_path(self, group: str) -> str: ...
+        def remove_parent(self) -> None: ...
+        def wait_empty(self, group: str, timeout: float = 10.0) -> None: ...
 
 
-def host_dir(h: Hierarchy, cgroup_path: str) -> Path:
+def host_dir(h: Hierarchy, cgroup_path: str) -> str:
     """The directory of an absolute cgroup path ('/a/b') in a mounted hierarchy."""
     root = h.root.rstrip("/")
     rel = cgroup_path
     if root and (cgroup_path == root or cgroup_path.startswith(root + "/")):
         rel = cgroup_path[len(root) :]
-    return h.mountpoint / rel.lstrip("/")
+    return os.path.join(h.mountpoint, rel.lstrip("/"))
 
 
 def parent_cgroup_path(layout: HostLayout, h: Hierarchy, parent: str) -> str:
@@ -124,7 +130,7 @@ def resolve_parent(parent: str | None, allow_root: bool = False) -> str:
 class BaseManager:
     """Shared behaviour: group validation, waiting for groups to empty, force delete."""
 
-    mode: Mode
+    mode: str
     layout: HostLayout
     parent: str
 
@@ -132,7 +138,7 @@ class BaseManager:
     def tasks(self, group: str, *, recursive: bool = False) -> list[int]:
         raise NotImplementedError
 
-    def kill(self, group: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, group: str, sig: int = SIGKILL) -> None:
         raise NotImplementedError
 
     def exists(self, group: str) -> bool:
@@ -157,7 +163,7 @@ class BaseManager:
                 f"group {group!r} still has {len(pids)} task(s) ({shown}); "
                 "use --force to kill them first"
             )
-        self.kill(group, signal.SIGKILL)
+        self.kill(group, SIGKILL)
         self.wait_empty(group)
 
     def wait_empty(self, group: str, timeout: float = 10.0) -> None:
@@ -166,6 +172,11 @@ class BaseManager:
             if time.monotonic() > deadline:
                 raise CgroupBusy(f"tasks in group {group!r} did not exit within {timeout:.0f}s")
             time.sleep(0.005)
+
+
+if not TYPE_CHECKING:
+    # The protocol exists for type checkers; at run time its name means the shared base.
+    Manager = BaseManager
 
 
 def open_manager(
@@ -179,7 +190,7 @@ def open_manager(
     """
     layout = layout or detect()
     name = resolve_parent(parent, allow_root)
-    if layout.mode is Mode.V2:
+    if layout.mode == Mode.V2:
         from .v2 import V2Manager
 
         return V2Manager(layout, name)

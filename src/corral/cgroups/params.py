@@ -13,7 +13,6 @@ Pure functions: no I/O, unit-tested.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
 
 from corral.errors import CgroupInvalid
 
@@ -26,7 +25,12 @@ from .resources import (
 )
 from .units import UNLIMITED, parse_bytes, parse_cpu_list, parse_cpus, parse_int, parse_limit
 
-Parser = Callable[[str], Resources]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+if TYPE_CHECKING:
+    Parser = Callable[[str], Resources]
 
 
 def _bytes_field(name: str, what: str) -> Parser:

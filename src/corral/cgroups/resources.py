@@ -4,10 +4,9 @@ cgroup v1 and v2 values. Plain data, no I/O."""
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass, field, fields, replace
 
 from corral.errors import CgroupInvalid
+from corral.structs import fields, record, replace
 
 from .units import UNLIMITED
 
@@ -17,7 +16,7 @@ BLKIO_WEIGHT_MIN, BLKIO_WEIGHT_MAX = 10, 1000
 DEFAULT_CPU_PERIOD = 100_000
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DeviceRule:
     """One devices-controller rule: allow or deny access ('rwm') to a device type/number."""
 
@@ -36,27 +35,37 @@ class DeviceRule:
         return f"{self.type} {major}:{minor} {self.access}"
 
 
-_DEVICE_RULE = re.compile(r"^([acb])(?:\s+(\*|\d+):(\*|\d+)(?:\s+([rwm]{1,3}))?)?$")
+def _device_number(text: str) -> int | None:
+    if text == "*":
+        return None
+    if not text.isdigit():
+        raise ValueError(text)
+    return int(text)
 
 
 def parse_device_rule(text: str, allow: bool) -> DeviceRule:
     """'c 1:3 rwm', 'b 8:* r', 'a' -> DeviceRule."""
-    m = _DEVICE_RULE.match(text.strip())
-    if not m or (m.group(4) and len(set(m.group(4))) != len(m.group(4))):
+    words = text.split()
+    try:
+        if not 1 <= len(words) <= 3 or words[0] not in ("a", "b", "c"):
+            raise ValueError(text)
+        major = minor = None
+        if len(words) >= 2:
+            major_s, sep, minor_s = words[1].partition(":")
+            if not sep:
+                raise ValueError(text)
+            major, minor = _device_number(major_s), _device_number(minor_s)
+        access = words[2] if len(words) == 3 else "rwm"
+        if not access or set(access) - set("rwm") or len(set(access)) != len(access):
+            raise ValueError(text)
+    except ValueError:
         raise CgroupInvalid(
             f"malformed device rule {text!r}: expected 'TYPE MAJOR:MINOR ACCESS' like 'c 1:3 rwm'"
-        )
-    typ, major, minor, access = m.groups()
-    return DeviceRule(
-        allow=allow,
-        type=typ,
-        major=None if major in (None, "*") else int(major),
-        minor=None if minor in (None, "*") else int(minor),
-        access=access or "rwm",
-    )
+        ) from None
+    return DeviceRule(allow=allow, type=words[0], major=major, minor=minor, access=access)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Throttle:
     """A per-device I/O limit (blkio.throttle.* on v1, io.max on v2)."""
 
@@ -68,7 +77,7 @@ class Throttle:
     KINDS = ("read_bps", "write_bps", "read_iops", "write_iops")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Resources:
     """What a group may use. None means 'leave as it is'; UNLIMITED (-1) means no limit.
 
@@ -94,19 +103,19 @@ class Resources:
     hugetlb: tuple[tuple[str, int], ...] = ()  # (page size like '2MB', limit bytes)
     net_cls_classid: int | None = None
     # Native files written as given (key -> value), after the model's own settings.
-    raw: tuple[tuple[str, str], ...] = field(default=())
+    raw: tuple[tuple[str, str], ...] = ()
 
     def merged(self, other: Resources) -> Resources:
         """`other`'s settings on top of this one's (tuples are concatenated)."""
         changes: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(other, f.name)
+        for name in fields(self):
+            value = getattr(other, name)
             if isinstance(value, tuple):
                 if value:
-                    changes[f.name] = getattr(self, f.name) + value
+                    changes[name] = getattr(self, name) + value
             elif value is not None:
-                changes[f.name] = value
-        return replace(self, **changes)  # type: ignore[arg-type]
+                changes[name] = value
+        return replace(self, **changes)
 
     def is_empty(self) -> bool:
         return self == Resources()

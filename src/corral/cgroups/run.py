@@ -5,12 +5,15 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from collections.abc import Sequence
-from types import FrameType
 
 from corral.errors import CorralError, KernelError
 
-from .manager import Manager
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
+    from .manager import Manager
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
-from pathlib import Path
 
 from corral.errors import CgroupInvalid, CgroupNotFound, CgroupUnsupported, KernelError
 from corral.kernel.process import require_pid
 
 from . import fs
+from .fs import join
 from .layout import Hierarchy, HostLayout, Mode
 from .manager import (
+    SIGKILL,
     BaseManager,
-    FreezerState,
     Stats,
     host_dir,
     join_cgroup,
@@ -58,18 +57,23 @@ class V1Manager(BaseManager):
             )
         return h
 
-    def _dir(self, h: Hierarchy, group: str) -> Path:
-        return self._base[h.id] / group
+    def _dir(self, h: Hierarchy, group: str) -> str:
+        return join(self._base[h.id], group)
 
-    def directories(self, group: str) -> dict[str, Path]:
+    def directories(self, group: str) -> dict[str, str]:
         name = self._group(group)
         return {
-            h.label: self._dir(h, name) for h in self.hierarchies if self._dir(h, name).is_dir()
+            h.label: self._dir(h, name) for h in self.hierarchies if fs.is_dir(self._dir(h, name))
         }
+
+    def planned_directories(self, group: str) -> dict[str, str]:
+        """Where the group's directories are (or will be), in every hierarchy it would use."""
+        name = self._group(group)
+        return {h.label: self._dir(h, name) for h in self.hierarchies}
 
     def exists(self, group: str) -> bool:
         name = self._group(group)
-        return any(self._dir(h, name).is_dir() for h in self.hierarchies)
+        return any(fs.is_dir(self._dir(h, name)) for h in self.hierarchies)
 
     def cgroup_path(self, group: str) -> str:
         name = self._group(group)
@@ -80,9 +84,10 @@ class V1Manager(BaseManager):
         names: set[str] = set()
         prefix = self._group(group) if group else ""
         for h in self.hierarchies:
-            start = self._base[h.id] / prefix if prefix else self._base[h.id]
+            start = join(self._base[h.id], prefix) if prefix else self._base[h.id]
             for d in fs.child_dirs(start):
-                names.add(f"{prefix}/{d.name}" if prefix else d.name)
+                base = os.path.basename(d)
+                names.add(f"{prefix}/{base}" if prefix else base)
         return sorted(names)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -99,7 +104,7 @@ class V1Manager(BaseManager):
             targets = list(chosen.values())
         else:
             targets = list(self.hierarchies)
-        created: list[Path] = []
+        created: list[str] = []
         try:
             for h in targets:
                 self._make_path(h, self._base[h.id], name, created)
@@ -113,14 +118,14 @@ class V1Manager(BaseManager):
                     pass
             raise
 
-    def _make_path(self, h: Hierarchy, base: Path, name: str, created: list[Path]) -> None:
+    def _make_path(self, h: Hierarchy, base: str, name: str, created: list[str]) -> None:
         """mkdir -p from the hierarchy's mount down to base/name, preparing cpuset dirs."""
-        target = base / name
-        missing: list[Path] = []
+        target = join(base, name)
+        missing: list[str] = []
         p = target
-        while not p.exists() and p != h.mountpoint and h.mountpoint in p.parents:
+        while not fs.exists(p) and p != h.mountpoint and p.startswith(h.mountpoint + "/"):
             missing.append(p)
-            p = p.parent
+            p = os.path.dirname(p)
         for d in reversed(missing):
             if fs.make_dir(d):
                 created.append(d)
@@ -128,7 +133,7 @@ class V1Manager(BaseManager):
                     # A new cpuset group starts with no cpus or mems and refuses tasks: copy
                     # the parent's, as runc and LXC do.
                     for f in ("cpuset.cpus", "cpuset.mems"):
-                        fs.write(d / f, fs.read(d.parent / f).strip() or "\n")
+                        fs.write(join(d, f), fs.read(join(os.path.dirname(d), f)).strip() or "\n")
 
     def delete(self, group: str, *, force: bool = False) -> None:
         name = self._require(group)
@@ -140,9 +145,9 @@ class V1Manager(BaseManager):
     def remove_parent(self) -> None:
         for h in self.hierarchies:
             base = self._base[h.id]
-            if not self.parent.strip("/") or not base.is_dir():
+            if not self.parent.strip("/") or not fs.is_dir(base):
                 continue  # the parent is the hierarchy's root or the caller's own cgroup
-            if fs.child_dirs(base) or fs.pids(base / "cgroup.procs"):
+            if fs.child_dirs(base) or fs.pids(join(base, "cgroup.procs")):
                 continue
             fs.remove_dir(base)
 
@@ -159,8 +164,8 @@ class V1Manager(BaseManager):
         require_pid(pid)
         for h in self.hierarchies:
             d = self._dir(h, name)
-            if d.is_dir():
-                _write_pid(d / file, pid)
+            if fs.is_dir(d):
+                _write_pid(join(d, file), pid)
 
     def tasks(self, group: str, *, recursive: bool = False) -> list[int]:
         name = self._group(group)
@@ -169,23 +174,23 @@ class V1Manager(BaseManager):
             top = self._dir(h, name)
             dirs = fs.walk_bottom_up(top) if recursive else [top]
             for d in dirs:
-                out.update(fs.pids(d / "cgroup.procs"))
+                out.update(fs.pids(join(d, "cgroup.procs")))
         return sorted(out)
 
     # -- parameters -------------------------------------------------------------------
 
-    def _file(self, group: str, key: str) -> Path:
+    def _file(self, group: str, key: str) -> str:
         controller = key.split(".", 1)[0]
         if "." not in key or controller == "cgroup":
             raise CgroupInvalid(f"unknown parameter {key!r}")
         h = self._hierarchy(controller)
         d = self._dir(h, group)
-        if not d.is_dir():
+        if not fs.is_dir(d):
             raise CgroupUnsupported(
                 f"group {group!r} was created without the {controller} controller"
             )
-        path = d / key
-        if not path.exists():
+        path = join(d, key)
+        if not fs.exists(path):
             raise CgroupInvalid(f"unknown parameter {key!r} (no such file in `{d}`)")
         return path
 
@@ -202,12 +207,17 @@ class V1Manager(BaseManager):
         out: dict[str, str] = {}
         for h in self.hierarchies:
             d = self._dir(h, name)
-            if not d.is_dir():
+            if not fs.is_dir(d):
                 continue
-            for f in sorted(d.iterdir()):
-                if f.is_file() and f.name.split(".")[0] in h.subsystems and os.access(f, os.R_OK):
+            for fname in sorted(os.listdir(d)):
+                f = join(d, fname)
+                if (
+                    os.path.isfile(f)
+                    and fname.split(".")[0] in h.subsystems
+                    and os.access(f, os.R_OK)
+                ):
                     try:
-                        out[f.name] = fs.read(f).strip()
+                        out[fname] = fs.read(f).strip()
                     except (KernelError, CgroupNotFound):
                         continue  # write-only or unreadable files (e.g. memory.force_empty)
         return out
@@ -255,9 +265,9 @@ class V1Manager(BaseManager):
 
     def _blkio_weight_file(self, group: str) -> str:
         d = self._dir(self._hierarchy("blkio"), group)
-        if (d / "blkio.weight").exists():
+        if fs.exists(join(d, "blkio.weight")):
             return "blkio.weight"
-        if (d / "blkio.bfq.weight").exists():
+        if fs.exists(join(d, "blkio.bfq.weight")):
             return "blkio.bfq.weight"
         raise CgroupUnsupported(
             "block I/O weight needs the CFQ or BFQ I/O scheduler (no blkio.weight here)"
@@ -270,7 +280,7 @@ class V1Manager(BaseManager):
             swap = UNLIMITED  # lifting the memory limit lifts memory+swap too, as runc does
         if swap is not None:
             d = self._dir(self._hierarchy("memory"), group)
-            if not (d / "memory.memsw.limit_in_bytes").exists():
+            if not fs.exists(join(d, "memory.memsw.limit_in_bytes")):
                 raise CgroupUnsupported(
                     "a memory+swap limit needs swap accounting (memory.memsw.* is missing; "
                     "boot with swapaccount=1)"
@@ -278,7 +288,7 @@ class V1Manager(BaseManager):
         memsw = ("memory.memsw.limit_in_bytes", _bytes(swap)) if swap is not None else None
         if mem is not None and memsw is not None:
             d = self._dir(self._hierarchy("memory"), group)
-            current = int(fs.read(d / "memory.limit_in_bytes"))
+            current = int(fs.read(join(d, "memory.limit_in_bytes")))
             # The kernel requires memory <= memory+swap at every step: order the two writes.
             if swap == UNLIMITED or (swap is not None and current < swap):
                 out += [memsw, ("memory.limit_in_bytes", _bytes(mem))]
@@ -294,43 +304,43 @@ class V1Manager(BaseManager):
 
     # -- freezer ----------------------------------------------------------------------
 
-    def _freezer_dir(self, group: str) -> Path:
+    def _freezer_dir(self, group: str) -> str:
         d = self._dir(self._hierarchy("freezer"), group)
-        if not d.is_dir():
+        if not fs.is_dir(d):
             raise CgroupUnsupported(f"group {group!r} was created without the freezer controller")
         return d
 
     def freeze(self, group: str) -> None:
         d = self._freezer_dir(self._require(group))
-        fs.write(d / "freezer.state", "FROZEN")
+        fs.write(join(d, "freezer.state"), "FROZEN")
         deadline = time.monotonic() + 10
-        while fs.read(d / "freezer.state").strip() != "FROZEN":
+        while fs.read(join(d, "freezer.state")).strip() != "FROZEN":
             if time.monotonic() > deadline:
-                fs.write(d / "freezer.state", "THAWED")
+                fs.write(join(d, "freezer.state"), "THAWED")
                 raise KernelError("freeze", errno.ETIMEDOUT, str(d))
             time.sleep(0.001)
-            fs.write(d / "freezer.state", "FROZEN")
+            fs.write(join(d, "freezer.state"), "FROZEN")
 
     def thaw(self, group: str) -> None:
         d = self._freezer_dir(self._require(group))
-        fs.write(d / "freezer.state", "THAWED")
+        fs.write(join(d, "freezer.state"), "THAWED")
 
-    def freezer_state(self, group: str) -> FreezerState:
+    def freezer_state(self, group: str) -> str:
         d = self._freezer_dir(self._require(group))
-        return FreezerState(fs.read(d / "freezer.state").strip())
+        return fs.read(join(d, "freezer.state")).strip()
 
-    def kill(self, group: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, group: str, sig: int = SIGKILL) -> None:
         """Signal every task in the group and its children. For SIGKILL the group is frozen
         first so that nothing can fork away between reading the list and signalling."""
         name = self._require(group)
         can_freeze = any("freezer" in h.subsystems for h in self.hierarchies) and (
-            self._dir(self._hierarchy("freezer"), name).is_dir()
+            fs.is_dir(self._dir(self._hierarchy("freezer"), name))
         )
         for _ in range(100):
             pids = self.tasks(name, recursive=True)
             if not pids:
                 return
-            frozen = can_freeze and sig == signal.SIGKILL
+            frozen = can_freeze and sig == SIGKILL
             if frozen:
                 self.freeze(name)
             try:
@@ -342,7 +352,7 @@ class V1Manager(BaseManager):
             finally:
                 if frozen:
                     self.thaw(name)
-            if sig != signal.SIGKILL:
+            if sig != SIGKILL:
                 return
             time.sleep(0.002)
 
@@ -352,34 +362,34 @@ class V1Manager(BaseManager):
         name = self._require(group)
         values: dict[str, int | None] = {}
 
-        def maybe(controller: str) -> Path | None:
+        def maybe(controller: str) -> str | None:
             h = next((h for h in self.hierarchies if controller in h.subsystems), None)
             d = self._dir(h, name) if h else None
-            return d if d is not None and d.is_dir() else None
+            return d if d is not None and fs.is_dir(d) else None
 
         if d := maybe("cpuacct"):
-            values["cpu_usage_ns"] = int(fs.read(d / "cpuacct.usage"))
-            if (d / "cpuacct.usage_user").exists():
-                values["cpu_user_ns"] = int(fs.read(d / "cpuacct.usage_user"))
-                values["cpu_system_ns"] = int(fs.read(d / "cpuacct.usage_sys"))
+            values["cpu_usage_ns"] = int(fs.read(join(d, "cpuacct.usage")))
+            if fs.exists(join(d, "cpuacct.usage_user")):
+                values["cpu_user_ns"] = int(fs.read(join(d, "cpuacct.usage_user")))
+                values["cpu_system_ns"] = int(fs.read(join(d, "cpuacct.usage_sys")))
             else:
-                ticks = fs.read_keyed(d / "cpuacct.stat")
+                ticks = fs.read_keyed(join(d, "cpuacct.stat"))
                 hz = os.sysconf("SC_CLK_TCK")
                 values["cpu_user_ns"] = ticks.get("user", 0) * 1_000_000_000 // hz
                 values["cpu_system_ns"] = ticks.get("system", 0) * 1_000_000_000 // hz
         if d := maybe("cpu"):
-            cpu = fs.read_keyed(d / "cpu.stat")
+            cpu = fs.read_keyed(join(d, "cpu.stat"))
             values["cpu_throttled_periods"] = cpu.get("nr_throttled")
             values["cpu_throttled_ns"] = cpu.get("throttled_time")
         if d := maybe("memory"):
-            values["memory_usage"] = int(fs.read(d / "memory.usage_in_bytes"))
-            values["memory_peak"] = int(fs.read(d / "memory.max_usage_in_bytes"))
-            limit = int(fs.read(d / "memory.limit_in_bytes"))
+            values["memory_usage"] = int(fs.read(join(d, "memory.usage_in_bytes")))
+            values["memory_peak"] = int(fs.read(join(d, "memory.max_usage_in_bytes")))
+            limit = int(fs.read(join(d, "memory.limit_in_bytes")))
             values["memory_limit"] = None if limit >= (1 << 62) else limit
-            values["oom_kills"] = fs.read_keyed(d / "memory.oom_control").get("oom_kill")
+            values["oom_kills"] = fs.read_keyed(join(d, "memory.oom_control")).get("oom_kill")
         if d := maybe("pids"):
-            values["pids_current"] = int(fs.read(d / "pids.current"))
-            values["pids_limit"] = fs.read_int(d / "pids.max")
+            values["pids_current"] = int(fs.read(join(d, "pids.current")))
+            values["pids_limit"] = fs.read_int(join(d, "pids.max"))
         if d := maybe("blkio"):
             read_b, write_b = _blkio_bytes(d)
             values["io_read_bytes"], values["io_write_bytes"] = read_b, write_b
@@ -390,10 +400,10 @@ def _bytes(value: int | None) -> str:
     return _UNLIMITED_BYTES if value is None or value == UNLIMITED else str(value)
 
 
-def _blkio_bytes(d: Path) -> tuple[int, int]:
+def _blkio_bytes(d: str) -> tuple[int, int]:
     for name in ("blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_service_bytes"):
-        path = d / name
-        if path.exists():
+        path = join(d, name)
+        if fs.exists(path):
             read_b = write_b = 0
             for line in fs.read(path).splitlines():
                 parts = line.split()
@@ -405,7 +415,7 @@ def _blkio_bytes(d: Path) -> tuple[int, int]:
     return 0, 0
 
 
-def _write_pid(path: Path, pid: int) -> None:
+def _write_pid(path: str, pid: int) -> None:
     """Write a pid into cgroup.procs/tasks. EINVAL can mean the task is still being born
     (TASK_NEW); runc retries, so do we. ESRCH means it is gone."""
     for attempt in range(5):

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
-from pathlib import Path
 
 from corral.errors import (
     CgroupBusy,
@@ -24,8 +22,10 @@ from corral.errors import (
 from corral.kernel.process import require_pid
 
 from . import fs
+from .fs import join
 from .layout import HostLayout
 from .manager import (
+    SIGKILL,
     BaseManager,
     FreezerState,
     Stats,
@@ -57,17 +57,21 @@ class V2Manager(BaseManager):
         self.base = host_dir(unified, parent_cgroup_path(layout, unified, parent))
         # The group above Corral's tree: the first one whose subtree_control Corral may need
         # to extend. Corral's own groups start below it.
-        self.anchor = self.own_dir if self.own_dir in self.base.parents else host_dir(unified, "/")
+        inside = self.base.startswith(self.own_dir.rstrip("/") + "/")
+        self.anchor = self.own_dir if inside else host_dir(unified, "/")
 
-    def _dir(self, group: str) -> Path:
-        return self.base / group
+    def _dir(self, group: str) -> str:
+        return join(self.base, group)
 
-    def directories(self, group: str) -> dict[str, Path]:
+    def directories(self, group: str) -> dict[str, str]:
         d = self._dir(self._group(group))
-        return {"unified": d} if d.is_dir() else {}
+        return {"unified": d} if fs.is_dir(d) else {}
+
+    def planned_directories(self, group: str) -> dict[str, str]:
+        return {"unified": self._dir(self._group(group))}
 
     def exists(self, group: str) -> bool:
-        return self._dir(self._group(group)).is_dir()
+        return fs.is_dir(self._dir(self._group(group)))
 
     def cgroup_path(self, group: str) -> str:
         parent = parent_cgroup_path(self.layout, self.hierarchy, self.parent)
@@ -75,15 +79,16 @@ class V2Manager(BaseManager):
 
     def children(self, group: str | None = None) -> list[str]:
         prefix = self._group(group) if group else ""
-        start = self.base / prefix if prefix else self.base
-        return [f"{prefix}/{d.name}" if prefix else d.name for d in fs.child_dirs(start)]
+        start = join(self.base, prefix) if prefix else self.base
+        names = [os.path.basename(d) for d in fs.child_dirs(start)]
+        return [f"{prefix}/{n}" if prefix else n for n in names]
 
     # -- lifecycle --------------------------------------------------------------------
 
     def available_controllers(self) -> list[str]:
-        top = self.base if self.base.is_dir() else self.anchor
+        top = self.base if fs.is_dir(self.base) else self.anchor
         try:
-            return fs.read(top / "cgroup.controllers").split()
+            return fs.read(join(top, "cgroup.controllers")).split()
         except CgroupNotFound:
             return []
 
@@ -95,7 +100,7 @@ class V2Manager(BaseManager):
     ) -> None:
         name = self._group(group)
         wanted = controllers if controllers else self.available_controllers()
-        offered = set(fs.read(self.anchor / "cgroup.controllers").split())
+        offered = set(fs.read(join(self.anchor, "cgroup.controllers")).split())
         for c in wanted:
             if c not in offered:
                 raise CgroupUnsupported(
@@ -103,17 +108,17 @@ class V2Manager(BaseManager):
                     f"(available: {' '.join(sorted(offered)) or 'none'})"
                 )
         target = self._dir(name)
-        chain: list[Path] = []
+        chain: list[str] = []
         p = target
-        while p != self.anchor and self.anchor in p.parents:
+        while p != self.anchor and p.startswith(self.anchor.rstrip("/") + "/"):
             chain.append(p)
-            p = p.parent
+            p = os.path.dirname(p)
         chain.reverse()  # parent first, target last
-        created: list[Path] = []
+        created: list[str] = []
         try:
             for d in chain:
                 # Enable the controllers in d's parent before making d, top down.
-                self._enable(d.parent, wanted)
+                self._enable(os.path.dirname(d), wanted)
                 if fs.make_dir(d):
                     created.append(d)
             if resources is not None and not resources.is_empty():
@@ -126,13 +131,13 @@ class V2Manager(BaseManager):
                     pass
             raise
 
-    def _enable(self, d: Path, controllers: list[str]) -> None:
-        enabled = set(fs.read(d / "cgroup.subtree_control").split())
+    def _enable(self, d: str, controllers: list[str]) -> None:
+        enabled = set(fs.read(join(d, "cgroup.subtree_control")).split())
         missing = [c for c in controllers if c not in enabled]
         if not missing:
             return
         try:
-            fs.write(d / "cgroup.subtree_control", " ".join("+" + c for c in missing))
+            fs.write(join(d, "cgroup.subtree_control"), " ".join("+" + c for c in missing))
         except CgroupBusy as err:
             raise CgroupBusy(
                 f"cannot enable {' '.join(missing)} below `{d}`: it holds processes, and cgroup "
@@ -149,8 +154,8 @@ class V2Manager(BaseManager):
     def remove_parent(self) -> None:
         if not self.parent.strip("/"):
             return  # the parent is the hierarchy's root or the caller's own cgroup
-        empty = self.base.is_dir() and not fs.child_dirs(self.base)
-        if empty and not fs.pids(self.base / "cgroup.procs"):
+        empty = fs.is_dir(self.base) and not fs.child_dirs(self.base)
+        if empty and not fs.pids(join(self.base, "cgroup.procs")):
             fs.remove_dir(self.base)
 
     # -- tasks ------------------------------------------------------------------------
@@ -165,7 +170,7 @@ class V2Manager(BaseManager):
         name = self._require(group)
         require_pid(pid)
         try:
-            fs.write(self._dir(name) / file, str(pid))
+            fs.write(join(self._dir(name), file), str(pid))
         except CgroupBusy as err:
             raise CgroupBusy(
                 f"cannot put pid {pid} in group {name!r}: it has child groups with controllers "
@@ -181,27 +186,27 @@ class V2Manager(BaseManager):
         dirs = fs.walk_bottom_up(top) if recursive else [top]
         out: set[int] = set()
         for d in dirs:
-            out.update(fs.pids(d / "cgroup.procs"))
+            out.update(fs.pids(join(d, "cgroup.procs")))
         return sorted(out)
 
     # -- parameters -------------------------------------------------------------------
 
-    def _file(self, group: str, key: str) -> Path:
+    def _file(self, group: str, key: str) -> str:
         if "." not in key:
             raise CgroupInvalid(f"unknown parameter {key!r}")
-        path = self._dir(group) / key
-        if not path.exists():
+        path = join(self._dir(group), key)
+        if not fs.exists(path):
             controller = key.split(".", 1)[0]
             hint = ""
             if controller not in ("cgroup",) and controller not in self.enabled(group):
                 hint = f"; the {controller} controller is not enabled for this group"
             raise CgroupInvalid(
-                f"unknown parameter {key!r} (no such file in `{path.parent}`{hint})"
+                f"unknown parameter {key!r} (no such file in `{os.path.dirname(path)}`{hint})"
             )
         return path
 
     def enabled(self, group: str) -> list[str]:
-        return fs.read(self._dir(group) / "cgroup.controllers").split()
+        return fs.read(join(self._dir(group), "cgroup.controllers")).split()
 
     def set(self, group: str, key: str, value: str) -> None:
         name = self._require(group)
@@ -214,10 +219,12 @@ class V2Manager(BaseManager):
     def parameters(self, group: str) -> dict[str, str]:
         name = self._require(group)
         out: dict[str, str] = {}
-        for f in sorted(self._dir(name).iterdir()):
-            if f.is_file() and os.access(f, os.R_OK) and not f.name.endswith(".pressure"):
+        d = self._dir(name)
+        for fname in sorted(os.listdir(d)):
+            f = join(d, fname)
+            if os.path.isfile(f) and os.access(f, os.R_OK) and not fname.endswith(".pressure"):
                 try:
-                    out[f.name] = fs.read(f).strip()
+                    out[fname] = fs.read(f).strip()
                 except (KernelError, CgroupNotFound):
                     continue
         return out
@@ -246,7 +253,7 @@ class V2Manager(BaseManager):
         if swap is not None:
             limit = r.memory_limit
             if limit is None:
-                limit = fs.read_int(self._dir(group) / "memory.max") or UNLIMITED
+                limit = fs.read_int(join(self._dir(group), "memory.max")) or UNLIMITED
             out.append(("memory.swap.max", _max(swap_for_v2(swap, limit))))
         weight = r.cpu_weight
         if weight is None and r.cpu_shares is not None:
@@ -254,7 +261,7 @@ class V2Manager(BaseManager):
         if weight is not None:
             out.append(("cpu.weight", str(weight)))
         if r.cpu_quota is not None or r.cpu_period is not None:
-            quota_now, period_now = fs.read(self._dir(group) / "cpu.max").split()
+            quota_now, period_now = fs.read(join(self._dir(group), "cpu.max")).split()
             quota = quota_now if r.cpu_quota is None else _max(r.cpu_quota)
             period = period_now if r.cpu_period is None else str(r.cpu_period)
             out.append(("cpu.max", f"{quota} {period}"))
@@ -269,7 +276,7 @@ class V2Manager(BaseManager):
             io_weight = blkio_weight_to_io_weight(r.blkio_weight)
         if io_weight is not None:
             weight_file = (
-                "io.weight" if (self._dir(group) / "io.weight").exists() else "io.bfq.weight"
+                "io.weight" if fs.exists(join(self._dir(group), "io.weight")) else "io.bfq.weight"
             )
             out.append(
                 (
@@ -295,29 +302,29 @@ class V2Manager(BaseManager):
 
     def _freeze(self, name: str, on: bool) -> None:
         d = self._dir(name)
-        if not (d / "cgroup.freeze").exists():
+        if not fs.exists(join(d, "cgroup.freeze")):
             raise CgroupUnsupported("this kernel has no cgroup v2 freezer (cgroup.freeze, 5.2+)")
-        fs.write(d / "cgroup.freeze", "1" if on else "0")
+        fs.write(join(d, "cgroup.freeze"), "1" if on else "0")
         deadline = time.monotonic() + 10
         want = 1 if on else 0
-        while fs.read_keyed(d / "cgroup.events").get("frozen") != want:
+        while fs.read_keyed(join(d, "cgroup.events")).get("frozen") != want:
             if time.monotonic() > deadline:
                 raise KernelError("freeze" if on else "thaw", errno.ETIMEDOUT, str(d))
             time.sleep(0.001)
 
-    def freezer_state(self, group: str) -> FreezerState:
+    def freezer_state(self, group: str) -> str:
         d = self._dir(self._require(group))
-        wanted = fs.read(d / "cgroup.freeze").strip() == "1"
-        frozen = fs.read_keyed(d / "cgroup.events").get("frozen") == 1
+        wanted = fs.read(join(d, "cgroup.freeze")).strip() == "1"
+        frozen = fs.read_keyed(join(d, "cgroup.events")).get("frozen") == 1
         if frozen:
             return FreezerState.FROZEN
         return FreezerState.FREEZING if wanted else FreezerState.THAWED
 
-    def kill(self, group: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, group: str, sig: int = SIGKILL) -> None:
         name = self._require(group)
         d = self._dir(name)
-        if sig == signal.SIGKILL and (d / "cgroup.kill").exists():
-            fs.write(d / "cgroup.kill", "1")  # atomic: kills the whole subtree, forks included
+        if sig == SIGKILL and fs.exists(join(d, "cgroup.kill")):
+            fs.write(join(d, "cgroup.kill"), "1")  # atomic: kills the whole subtree, forks included
             return
         for _ in range(100):
             pids = self.tasks(name, recursive=True)
@@ -328,7 +335,7 @@ class V2Manager(BaseManager):
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-            if sig != signal.SIGKILL:
+            if sig != SIGKILL:
                 return
             time.sleep(0.002)
 
@@ -337,7 +344,7 @@ class V2Manager(BaseManager):
     def stats(self, group: str) -> Stats:
         d = self._dir(self._require(group))
         values: dict[str, int | None] = {}
-        cpu = fs.read_keyed(d / "cpu.stat")
+        cpu = fs.read_keyed(join(d, "cpu.stat"))
         if "usage_usec" in cpu:
             values["cpu_usage_ns"] = cpu["usage_usec"] * 1000
             values["cpu_user_ns"] = cpu.get("user_usec", 0) * 1000
@@ -345,20 +352,20 @@ class V2Manager(BaseManager):
         if "nr_throttled" in cpu:
             values["cpu_throttled_periods"] = cpu["nr_throttled"]
             values["cpu_throttled_ns"] = cpu.get("throttled_usec", 0) * 1000
-        if (d / "memory.current").exists():
-            values["memory_usage"] = int(fs.read(d / "memory.current"))
-            if (d / "memory.peak").exists():
-                values["memory_peak"] = int(fs.read(d / "memory.peak"))
-            values["memory_limit"] = fs.read_int(d / "memory.max")
-            events = fs.read_keyed(d / "memory.events")
+        if fs.exists(join(d, "memory.current")):
+            values["memory_usage"] = int(fs.read(join(d, "memory.current")))
+            if fs.exists(join(d, "memory.peak")):
+                values["memory_peak"] = int(fs.read(join(d, "memory.peak")))
+            values["memory_limit"] = fs.read_int(join(d, "memory.max"))
+            events = fs.read_keyed(join(d, "memory.events"))
             values["oom_events"] = events.get("oom")
             values["oom_kills"] = events.get("oom_kill")
-        if (d / "pids.current").exists():
-            values["pids_current"] = int(fs.read(d / "pids.current"))
-            values["pids_limit"] = fs.read_int(d / "pids.max")
-        if (d / "io.stat").exists():
+        if fs.exists(join(d, "pids.current")):
+            values["pids_current"] = int(fs.read(join(d, "pids.current")))
+            values["pids_limit"] = fs.read_int(join(d, "pids.max"))
+        if fs.exists(join(d, "io.stat")):
             rbytes = wbytes = 0
-            for line in fs.read(d / "io.stat").splitlines():
+            for line in fs.read(join(d, "io.stat")).splitlines():
                 for item in line.split()[1:]:
                     key, _, value = item.partition("=")
                     if key == "rbytes":

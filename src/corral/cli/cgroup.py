@@ -110,7 +110,7 @@ def _manager(args: argparse.Namespace) -> Manager:
 
 
 def _version(m: Manager) -> int:
-    return 2 if m.mode is Mode.V2 else 1
+    return 2 if m.mode == Mode.V2 else 1
 
 
 def cmd_subsystems(args: argparse.Namespace) -> int:
@@ -148,12 +148,12 @@ def cmd_hierarchies(args: argparse.Namespace) -> int:
         keys = ("id", "version", "subsystems", "mountpoint", "groups", "own_cgroup")
         emit_json(
             {
-                "mode": layout.mode.value,
+                "mode": layout.mode,
                 "hierarchies": [dict(zip(keys, r, strict=True)) for r in rows],
             }
         )
         return 0
-    print(f"cgroup mode: {layout.mode.value}")
+    print(f"cgroup mode: {layout.mode}")
     print(table(("ID", "VERSION", "SUBSYSTEMS", "MOUNT POINT", "GROUPS", "THIS PROCESS IN"), rows))
     return 0
 
@@ -175,7 +175,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
     roots = [args.group] if args.group else m.children()
     for g in roots:
         walk(g, 0)
-    print(f"parent: {m.cgroup_path('x').rsplit('/', 1)[0]} ({m.mode.value})")
+    print(f"parent: {m.cgroup_path('x').rsplit('/', 1)[0]} ({m.mode})")
     if rows:
         print(table(("GROUP", "TASKS", "MEMORY", "CPU", "PIDS"), rows))
     return 0

@@ -8,16 +8,18 @@ this process starts several times per container, so it imports as little as it c
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
 
-from corral import __version__
+from corral import __version__, fastjson
 from corral.errors import CorralError
 from corral.oci import SPEC_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 USAGE = """corral-runtime: an OCI runtime (runc's command line)
 
@@ -188,9 +190,9 @@ class Log:
             return
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.json:
-            line = json.dumps({"level": level, "msg": msg, "time": stamp})
+            line = fastjson.dumps({"level": level, "msg": msg, "time": stamp})
         else:
-            line = f'time="{stamp}" level={level} msg={json.dumps(msg)}'
+            line = f'time="{stamp}" level={level} msg={fastjson.dumps(msg)}'
         try:
             with open(self.path, "a") as f:
                 f.write(line + "\n")
@@ -279,7 +281,8 @@ def _runtime(gopts: dict[str, Any], log: Log) -> Any:
     return Runtime(gopts.get("root") or DEFAULT_ROOT, log.warn, bool(gopts.get("systemd-cgroup")))
 
 
-Handler = Callable[[dict[str, Any], dict[str, Any], list[str], Log], int]
+if TYPE_CHECKING:
+    Handler = Callable[[dict[str, Any], dict[str, Any], list[str], Log], int]
 
 
 def cmd_create(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -> int:
@@ -317,6 +320,8 @@ def cmd_start(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) ->
 
 
 def cmd_state(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -> int:
+    import json
+
     print(json.dumps(_runtime(g, log).state(_one_id(pos, "state")), indent=2))
     return 0
 
@@ -354,7 +359,7 @@ def cmd_ps(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -> in
     pids = _runtime(g, log).pids(pos[0])
     fmt = o.get("format", "table")
     if fmt == "json":
-        print(json.dumps(pids))
+        print(fastjson.dumps(pids))
         return 0
     if fmt != "table":
         raise UsageError(f"invalid format {fmt!r} (table or json)")
@@ -384,7 +389,7 @@ def cmd_list(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -> 
             print(s["id"])
         return 0
     if o.get("format") == "json":
-        print(json.dumps(states))
+        print(fastjson.dumps(states))
         return 0
     rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
     rows += [
@@ -413,7 +418,7 @@ def cmd_update(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -
             else:
                 with open(src) as f:
                     text = f.read()
-            data = json.loads(text)
+            data = fastjson.loads(text)
         except (OSError, ValueError) as err:
             raise UsageError(f"cannot read resources from {src!r}: {err}") from err
         resources = resources_from_json(data)
@@ -463,13 +468,13 @@ def cmd_events(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -
     while True:
         stats = rt.stats(cid)
         if o.get("stats"):
-            print(json.dumps({"type": "stats", "id": cid, "data": stats}), flush=True)
+            print(fastjson.dumps({"type": "stats", "id": cid, "data": stats}), flush=True)
             return 0
         oom = stats["memory"]["oom_kill"]
         if last_oom is not None and oom > last_oom:
-            print(json.dumps({"type": "oom", "id": cid}), flush=True)
+            print(fastjson.dumps({"type": "oom", "id": cid}), flush=True)
         last_oom = oom
-        print(json.dumps({"type": "stats", "id": cid, "data": stats}), flush=True)
+        print(fastjson.dumps({"type": "stats", "id": cid, "data": stats}), flush=True)
         time.sleep(interval)
         if rt.state(cid)["status"] == "stopped":
             return 0
@@ -546,17 +551,21 @@ def cmd_features(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log)
             "io.github.seccomp.libseccomp.version": libseccomp,
         },
     }
+    import json
+
     print(json.dumps(features, indent=4))
     return 0
 
 
 def cmd_spec(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -> int:
-    from corral.oci import default_spec
+    from corral.oci.defaults import default_spec
 
     bundle = o.get("bundle") or "."
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
         raise UsageError(f"File {path} exists. Remove it first.")
+    import json
+
     spec = default_spec(bool(o.get("rootless")), os.getuid(), os.getgid())
     with open(path, "w") as f:
         json.dump(spec, f, indent=4)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 from corral.errors import KernelError
 
@@ -29,7 +28,8 @@ _GENERIC = {
     "pidfd_open": 434,
     "mount_setattr": 442,
 }
-SYSCALLS: dict[str, int] = {**_GENERIC, **_ARCH_NUMBERS.get(platform.machine(), {})}
+_MACHINE = os.uname().machine
+SYSCALLS: dict[str, int] = {**_GENERIC, **_ARCH_NUMBERS.get(_MACHINE, {})}
 
 
 def raise_errno(op: str, target: str | None = None, err: int | None = None) -> None:
@@ -49,7 +49,7 @@ def syscall(name: str, *args: object, target: str | None = None) -> int:
     try:
         number = SYSCALLS[name]
     except KeyError:
-        raise KernelError(name, 38, target, f"no syscall number for {platform.machine()}") from None
+        raise KernelError(name, 38, target, f"no syscall number for {_MACHINE}") from None
     return check(_syscall(ctypes.c_long(number), *args), name, target)
 
 

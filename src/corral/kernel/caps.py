@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterable
-from dataclasses import dataclass
+
+from corral.structs import record
 
 from ._libc import check, libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 CAPABILITIES: tuple[str, ...] = (
     "CAP_CHOWN",
@@ -93,7 +97,7 @@ def last_cap(proc: str = "/proc") -> int:
         return len(CAPABILITIES) - 1
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CapState:
     """A thread's three capget/capset sets as bit masks."""
 

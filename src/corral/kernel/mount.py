@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
+
+from corral.structs import record
 
 from ._libc import check, fspath, libc, syscall
 
@@ -109,7 +110,7 @@ _PROPAGATION_OPTIONS: dict[str, int] = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountOptions:
     """mount(8) option words split into what mount(2) needs."""
 

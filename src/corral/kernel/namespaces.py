@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterable
 
 from corral.errors import KernelError
 
 from ._libc import check, fspath, libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000

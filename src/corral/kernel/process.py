@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
-import socket
 import stat
 
 from corral.errors import KernelError
@@ -24,6 +22,8 @@ def pidfd_open(pid: int, flags: int = 0) -> int:
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    import signal  # imports enum: only when a signal is sent this way
+
     try:
         signal.pidfd_send_signal(pidfd, sig)
     except OSError as err:
@@ -50,10 +50,8 @@ def mknod(
 
 
 def sethostname(name: str) -> None:
-    try:
-        socket.sethostname(name)
-    except OSError as err:
-        raise oserror("sethostname", err, name) from err
+    raw = name.encode()
+    check(libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname", name)
 
 
 def setdomainname(name: str) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
 
 from corral.errors import KernelError
+from corral.structs import record
 
 from ._libc import oserror
 
@@ -42,7 +42,7 @@ def rlimit_number(name: str) -> int:
         raise ValueError(f"unknown rlimit {name!r}") from None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Clamped:
     """What clamp_to_hard decided: the limits to apply and whether they were lowered."""
 

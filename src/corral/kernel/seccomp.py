@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
 
 from corral.errors import KernelError
+from corral.structs import record
 
 SCMP_ACT_KILL_PROCESS = 0x80000000
 SCMP_ACT_KILL_THREAD = 0x00000000
@@ -55,7 +55,7 @@ class _ArgCmp(ctypes.Structure):
     ]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ArgCmp:
     index: int
     op: int

@@ -6,11 +6,9 @@ input is refused here with the JSON path of the offending field, before anything
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
+from corral import fastjson
 from corral.cgroups.resources import DeviceRule, Resources, Throttle
 from corral.cgroups.units import UNLIMITED
 from corral.errors import ConfigError
@@ -21,6 +19,11 @@ from corral.kernel.mount import (
 )
 from corral.kernel.namespaces import NAMESPACE_FLAGS
 from corral.kernel.rlimit import rlimit_number
+from corral.structs import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # mount_setattr attributes for the recursive ("r"-prefixed) options runc accepts.
 RECURSIVE_ATTRS: dict[str, tuple[int, int]] = {
@@ -45,7 +48,7 @@ RECURSIVE_ATTRS: dict[str, tuple[int, int]] = {
 IGNORED_OPTIONS = {"tmpcopyup", "copy-symlink", "z", "Z", "U", "notmpcopyup", "idmap", "ridmap"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class User:
     uid: int = 0
     gid: int = 0
@@ -53,7 +56,7 @@ class User:
     additional_gids: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Capabilities:
     """Bit masks of the five sets."""
 
@@ -64,7 +67,7 @@ class Capabilities:
     ambient: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rlimit:
     name: str
     resource: int
@@ -72,7 +75,7 @@ class Rlimit:
     hard: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Process:
     args: tuple[str, ...]
     env: tuple[str, ...] = ()
@@ -88,7 +91,7 @@ class Process:
     selinux_label: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     destination: str
     type: str
@@ -104,20 +107,20 @@ class Mount:
         return bool(self.flags & MS_BIND)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Namespace:
     type: str  # OCI name: pid, network, mount, ipc, uts, user, cgroup, time
     path: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IdMapping:
     container_id: int
     host_id: int
     size: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Device:
     path: str
     type: str  # c, b, u, p
@@ -128,7 +131,7 @@ class Device:
     gid: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Hook:
     path: str
     args: tuple[str, ...]
@@ -136,7 +139,7 @@ class Hook:
     timeout: int | None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Hooks:
     prestart: tuple[Hook, ...] = ()
     create_runtime: tuple[Hook, ...] = ()
@@ -146,7 +149,7 @@ class Hooks:
     poststop: tuple[Hook, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ContainerConfig:
     bundle: str
     oci_version: str
@@ -199,10 +202,17 @@ def load_bundle(bundle: str) -> tuple[dict[str, Any], str]:
     except OSError as err:
         raise ConfigError(f"cannot read `{path}`: {err.strerror}") from err
     try:
-        spec = json.loads(raw)
-    except json.JSONDecodeError as err:
+        spec = fastjson.loads(raw)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"`{path}` is not valid UTF-8: {err}") from None
+    except ValueError as err:  # json.JSONDecodeError carries msg, lineno and colno
+        msg, line, col = (
+            getattr(err, "msg", err),
+            getattr(err, "lineno", "?"),
+            getattr(err, "colno", "?"),
+        )
         raise ConfigError(
-            f"`{path}` is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
+            f"`{path}` is not valid JSON: {msg} at line {line}, column {col}"
         ) from None
     if not isinstance(spec, dict):
         raise ConfigError(f"`{path}` must hold a JSON object")
@@ -231,9 +241,9 @@ class _Reader:
             return default
         value = self.data[key]
         if isinstance(value, bool) and kind in (int, (int, float)):
-            raise self.fail(key, f"expected {what}, got {json.dumps(value)}")
+            raise self.fail(key, f"expected {what}, got {fastjson.dumps(value)}")
         if not isinstance(value, kind):
-            raise self.fail(key, f"expected {what}, got {json.dumps(value)[:60]}")
+            raise self.fail(key, f"expected {what}, got {fastjson.dumps(value)[:60]}")
         return value
 
     def text(self, key: str, default: str | None = None) -> Any:
@@ -252,7 +262,9 @@ class _Reader:
         items = self.array(key)
         for i, item in enumerate(items):
             if not isinstance(item, str):
-                raise self.fail(f"{key}[{i}]", f"expected a string, got {json.dumps(item)[:60]}")
+                raise self.fail(
+                    f"{key}[{i}]", f"expected a string, got {fastjson.dumps(item)[:60]}"
+                )
         return tuple(items)
 
     def obj(self, key: str) -> _Reader:
@@ -336,7 +348,7 @@ def _str_map(r: _Reader, key: str) -> dict[str, str]:
     data = r._get(key, dict, {}, "an object of strings")
     for k, v in data.items():
         if not isinstance(v, str):
-            raise r.fail(f"{key}.{k}", f"expected a string, got {json.dumps(v)[:60]}")
+            raise r.fail(f"{key}.{k}", f"expected a string, got {fastjson.dumps(v)[:60]}")
     return dict(data)
 
 

@@ -4,13 +4,16 @@ own process with the command line's overrides (args, env, cwd, user, caps), as r
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
 
 from corral.errors import ConfigError
 from corral.kernel.caps import cap_mask
+from corral.structs import replace
 
 from .config import Capabilities, Process, User, _process, _Reader
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from .container import Runtime
@@ -32,7 +35,7 @@ def build_exec_process(
     if not args:
         raise ConfigError("exec: no command given (args or --process)")
     state = rt.store.load(container_id)
-    base = rt._config(state).process
+    base = rt.config(state).process
     if base is None:
         base = Process(args=tuple(args))
     env = list(base.env)

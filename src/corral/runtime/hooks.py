@@ -4,20 +4,22 @@ and poststop, whose failures are warnings (runtime-spec, "Lifecycle")."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import time
-from typing import Any
 
+from corral import fastjson
 from corral.errors import HookFailed
 
 from .config import Hook
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def run_hook(kind: str, hook: Hook, state: dict[str, Any]) -> None:
     """fork + execve without the subprocess module (cheaper to import on the start path)."""
-    data = json.dumps(state).encode()
+    data = fastjson.dumps(state).encode()
     read_fd, write_fd = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -69,7 +71,7 @@ def _wait(pid: int, timeout: int | None) -> int | None:
         if done:
             return status
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, 9)  # SIGKILL
             os.waitpid(pid, 0)
             return None
         time.sleep(0.005)

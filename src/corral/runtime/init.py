@@ -14,25 +14,29 @@ behind: init *becomes* the user's program.
 from __future__ import annotations
 
 import os
-import socket
 import sys
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
 
-from corral.cgroups import Manager
 from corral.errors import CorralError
 from corral.kernel import namespaces as ns
 from corral.kernel import prctl
 from corral.kernel.process import setdomainname, sethostname
+from corral.structs import field, record
 
 from .config import ContainerConfig, Process
 from .sync import Channel
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import Any, NoReturn
+
+    from corral.cgroups import Manager
 
 # setns order: the user namespace first (it owns the others), mount last but one, pid last.
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "cgroup", "time", "mount", "pid")
 
 
-@dataclass
+@record
 class InitContext:
     config: ContainerConfig
     process: Process
@@ -191,7 +195,7 @@ def container_init(ctx: InitContext) -> NoReturn:
         exe = proc_setup.find_executable(proc.args[0], env)
         _seccomp_while_privileged(ctx, proc)
         proc_setup.finalize(proc)
-        _keep_fds(ctx, [fifo_fd, ch.fileno()])
+        _keep_fds(ctx, [fifo_fd, *ch.fds()])
         for w in warnings:
             ch.send("warning", message=w)
         ch.send("ready")
@@ -291,7 +295,7 @@ def exec_init(ctx: InitContext) -> NoReturn:
         exe = proc_setup.find_executable(proc.args[0], env)
         _seccomp_while_privileged(ctx, proc)
         proc_setup.finalize(proc)
-        _keep_fds(ctx, [ch.fileno()])
+        _keep_fds(ctx, [*ch.fds()])
         for w in warnings:
             ch.send("warning", message=w)
         ch.send("ready")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 
 from corral.errors import ContainerError, KernelError
 from corral.kernel import prctl
@@ -18,6 +17,10 @@ from corral.kernel.process import PER_LINUX, PER_LINUX32, personality
 from corral.kernel.rlimit import clamp_to_hard, getrlimit, setrlimit
 
 from .config import Capabilities, Process
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

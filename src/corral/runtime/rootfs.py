@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
 
 from corral.errors import ContainerError, KernelError
 from corral.kernel.mount import (
@@ -35,6 +34,10 @@ from corral.kernel.mount import (
 from corral.kernel.process import mknod
 
 from .config import ContainerConfig, Device, Mount
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _MAX_SYMLINKS = 255
 

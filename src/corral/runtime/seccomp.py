@@ -4,11 +4,13 @@ for one, so the start path of a container without seccomp never touches libsecco
 from __future__ import annotations
 
 import errno
-import socket
-from typing import Any
 
 from corral.errors import ConfigError
 from corral.kernel import seccomp as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _FLAGS = {
     "SECCOMP_FILTER_FLAG_TSYNC": sc.SCMP_FLTATR_CTL_TSYNC,
@@ -105,6 +107,7 @@ def build(spec: dict[str, Any]) -> sc.Filter:
 def send_listener_fd(spec: dict[str, Any], fd: int, state: dict[str, Any]) -> None:
     """SCMP_ACT_NOTIFY: hand the notify fd to the listener named in the spec."""
     import json
+    import socket
 
     path = spec.get("listenerPath")
     if not path:

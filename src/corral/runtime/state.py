@@ -1,30 +1,34 @@
 """Runtime state on disk: one directory per container under --root, written atomically
 (tmp + rename) under a per-container lock, and the container's status worked out from it
-and from the kernel (a vanished or zombie pid, or a recycled one, means stopped)."""
+and from the kernel (a vanished or zombie pid, or a recycled one, means stopped).
+
+This module is on every command's path (start, state, delete...): it imports only what
+a Python process already has loaded, plus `fcntl` and Corral's small `fastjson`.
+"""
 
 from __future__ import annotations
 
-import enum
 import fcntl
-import json
 import os
-import re
-import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
+from corral import fastjson
 from corral.errors import ContainerError, ContainerExists, ContainerNotFound, InvalidState
+from corral.structs import asdict, field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_ROOT = "/run/corral"
 STATE_FILE = "state.json"
 FIFO_NAME = "exec.fifo"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}$")
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")
 
 
-class Status(enum.Enum):
+class Status:
+    """The runtime-spec's container states (plain strings: `enum` is slow to import)."""
+
     CREATING = "creating"
     CREATED = "created"
     RUNNING = "running"
@@ -35,11 +39,15 @@ class Status(enum.Enum):
 def validate_id(container_id: str) -> str:
     if not container_id:
         raise ContainerError("container id is empty")
-    if "/" in container_id or container_id in (".", "..") or ".." in container_id:
+    if "/" in container_id or ".." in container_id or container_id == ".":
         raise ContainerError(
             f"invalid container id {container_id!r}: it may not contain '/' or '..'"
         )
-    if not _ID.match(container_id):
+    if (
+        len(container_id) > 1024
+        or not _ID_CHARS.issuperset(container_id)
+        or not container_id[0].isalnum()
+    ):
         raise ContainerError(
             f"invalid container id {container_id!r}: use letters, digits and _.+- "
             "(starting with a letter or digit)"
@@ -47,7 +55,7 @@ def validate_id(container_id: str) -> str:
     return container_id
 
 
-@dataclass
+@record
 class State:
     """What Corral records about a container. Saved before each kernel object is made, so
     that `delete` can always find and remove everything."""
@@ -55,7 +63,7 @@ class State:
     id: str
     bundle: str
     rootfs: str
-    status: str = Status.CREATING.value
+    status: str = Status.CREATING
     pid: int = 0
     pid_start: int = 0  # /proc/PID/stat start time: pid + start time name one process for good
     creator_pid: int = 0  # the `create` process, while it runs
@@ -65,17 +73,19 @@ class State:
     cgroup_parent: str = ""
     cgroup_name: str = ""
     cgroup_made: bool = False
+    # The group's directory in each hierarchy, recorded at create: delete needs no detection.
+    cgroup_dirs: dict[str, str] = field(default_factory=dict)
     has_poststart: bool = False
     has_poststop: bool = False
     owner: str = ""
 
-    def public(self, status: Status) -> dict[str, Any]:
+    def public(self, status: str) -> dict[str, Any]:
         """The runtime-spec's state object (what `state` prints and hooks read)."""
         out: dict[str, Any] = {
             "ociVersion": self.oci_version,
             "id": self.id,
-            "pid": self.pid if status not in (Status.STOPPED,) else 0,
-            "status": status.value,
+            "pid": self.pid if status != Status.STOPPED else 0,
+            "status": status,
             "bundle": self.bundle,
             "rootfs": self.rootfs,
             "created": self.created,
@@ -91,6 +101,28 @@ def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
+class _Lock:
+    """flock on the container's directory: one command at a time per container."""
+
+    def __init__(self, path: str, container_id: str) -> None:
+        self.path = path
+        self.container_id = container_id
+        self.fd = -1
+
+    def __enter__(self) -> _Lock:
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFound(f"container {self.container_id!r} does not exist") from None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class StateStore:
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.root = os.path.abspath(root)
@@ -98,16 +130,13 @@ class StateStore:
     def dir(self, container_id: str) -> str:
         return os.path.join(self.root, validate_id(container_id))
 
-    def _ensure_root(self) -> None:
+    def create_dir(self, container_id: str) -> str:
+        """Claim the id: mkdir is atomic, so two creates of one id cannot both win."""
+        path = self.dir(container_id)
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
         except OSError as err:
             raise ContainerError(f"cannot create state root `{self.root}`: {err.strerror}") from err
-
-    def create_dir(self, container_id: str) -> str:
-        """Claim the id: mkdir is atomic, so two creates of one id cannot both win."""
-        self._ensure_root()
-        path = self.dir(container_id)
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
@@ -116,26 +145,15 @@ class StateStore:
             raise ContainerError(f"cannot create `{path}`: {err.strerror}") from err
         return path
 
-    @contextmanager
-    def lock(self, container_id: str) -> Iterator[None]:
-        path = self.dir(container_id)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise ContainerNotFound(f"container {container_id!r} does not exist") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def lock(self, container_id: str) -> _Lock:
+        return _Lock(self.dir(container_id), container_id)
 
     def save(self, state: State) -> None:
         path = os.path.join(self.dir(state.id), STATE_FILE)
         tmp = path + ".tmp"
-        data = json.dumps(asdict(state)).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, data)
+            os.write(fd, fastjson.dumps(asdict(state)).encode())
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -144,30 +162,50 @@ class StateStore:
         path = os.path.join(self.dir(container_id), STATE_FILE)
         try:
             with open(path, "rb") as f:
-                data = json.loads(f.read())
+                data = fastjson.loads(f.read())
         except FileNotFoundError:
             if os.path.isdir(self.dir(container_id)):
                 # A create killed before its first write: only the directory exists.
-                return State(id=container_id, bundle="", rootfs="", status=Status.CREATING.value)
+                return State(id=container_id, bundle="", rootfs="", status=Status.CREATING)
             raise ContainerNotFound(f"container {container_id!r} does not exist") from None
         except (OSError, ValueError) as err:
             raise ContainerError(
                 f"cannot read state of {container_id!r} (`{path}`): {err}"
             ) from err
-        known = {f for f in State.__dataclass_fields__}
+        known = set(State.__record_fields__)  # type: ignore[attr-defined]
         return State(**{k: v for k, v in data.items() if k in known})
 
     def remove(self, container_id: str) -> None:
-        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+        """The directory holds only files Corral wrote (no subdirectories)."""
+        path = self.dir(container_id)
+        try:
+            names = os.listdir(path)
+        except FileNotFoundError:
+            return
+        for name in names:
+            try:
+                os.unlink(os.path.join(path, name))
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
 
     def ids(self) -> list[str]:
         try:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
-        return sorted(
-            n for n in names if _ID.match(n) and os.path.isdir(os.path.join(self.root, n))
-        )
+        out = []
+        for name in names:
+            try:
+                validate_id(name)
+            except ContainerError:
+                continue
+            if os.path.isdir(os.path.join(self.root, name)):
+                out.append(name)
+        return sorted(out)
 
     def fifo_path(self, container_id: str) -> str:
         return os.path.join(self.dir(container_id), FIFO_NAME)
@@ -188,17 +226,16 @@ def process_alive(pid: int, start: int) -> bool:
     return start == 0 or int(rest[19]) == start
 
 
-def current_status(state: State) -> Status:
-    recorded = Status(state.status)
-    if recorded is Status.CREATING:
+def current_status(state: State) -> str:
+    if state.status == Status.CREATING:
         if state.creator_pid and process_alive(state.creator_pid, 0):
             return Status.CREATING
         return Status.STOPPED  # its `create` died: only cleanup is left
     if not process_alive(state.pid, state.pid_start):
         return Status.STOPPED
-    return recorded
+    return state.status
 
 
-def require(status: Status, allowed: tuple[Status, ...], action: str, container_id: str) -> None:
+def require(status: str, allowed: tuple[str, ...], action: str, container_id: str) -> None:
     if status not in allowed:
-        raise InvalidState(f"cannot {action} container {container_id!r}: it is {status.value}")
+        raise InvalidState(f"cannot {action} container {container_id!r}: it is {status}")

@@ -1,19 +1,21 @@
 """Small typed messages between the runtime and the container's processes.
 
-A SOCK_SEQPACKET socketpair keeps message boundaries; each message is one JSON object with
-a "type". EOF means the other side is gone: the container side then gives up, so a
-runtime killed mid-create never leaves a process waiting forever.
+Two pipes (one each way), one JSON object per line, each with a "type". EOF means the
+other side is gone: the container side then gives up, so a runtime killed mid-create
+never leaves a process waiting forever. Pipes rather than a socketpair: `socket` costs
+~7 ms to import on the start path.
 """
 
 from __future__ import annotations
 
-import json
-import socket
-from typing import Any
+import os
 
+from corral import fastjson
 from corral.errors import ContainerError
 
-MAX_MESSAGE = 65536
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class SyncError(ContainerError):
@@ -21,25 +23,33 @@ class SyncError(ContainerError):
 
 
 class Channel:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self._buffer = b""
 
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        return cls(a), cls(b)
+        a_read, b_write = os.pipe2(os.O_CLOEXEC)
+        b_read, a_write = os.pipe2(os.O_CLOEXEC)
+        return cls(a_read, a_write), cls(b_read, b_write)
 
     def send(self, kind: str, **fields: Any) -> None:
         fields["type"] = kind
-        self.sock.send(json.dumps(fields).encode())
+        data = fastjson.dumps(fields).encode() + b"\n"
+        while data:
+            data = data[os.write(self.write_fd, data) :]
 
     def recv(self) -> dict[str, Any]:
-        data = self.sock.recv(MAX_MESSAGE)
-        if not data:
-            raise SyncError("the other side of the runtime's sync socket went away")
-        msg = json.loads(data)
+        while b"\n" not in self._buffer:
+            chunk = os.read(self.read_fd, 65536)
+            if not chunk:
+                raise SyncError("the other side of the runtime's sync pipe went away")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        msg = fastjson.loads(line)
         if not isinstance(msg, dict) or "type" not in msg:
-            raise SyncError(f"malformed sync message {data[:80]!r}")
+            raise SyncError(f"malformed sync message {line[:80]!r}")
         return msg
 
     def expect(self, kind: str) -> dict[str, Any]:
@@ -50,8 +60,13 @@ class Channel:
             raise SyncError(f"expected {kind!r} from the runtime, got {msg['type']!r}")
         return msg
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
+    def fds(self) -> list[int]:
+        return [self.read_fd, self.write_fd]
 
     def close(self) -> None:
-        self.sock.close()
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.read_fd = self.write_fd = -1

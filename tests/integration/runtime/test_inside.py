@@ -329,7 +329,7 @@ def test_devices_and_default_dev(rt: RuntimeCLI, bundle: Any) -> None:
 def test_device_cgroup_denies(rt: RuntimeCLI, bundle: Any) -> None:
     from corral.cgroups import Mode, detect
 
-    if detect().mode is Mode.V2:
+    if detect().mode == Mode.V2:
         pytest.skip("device rules need eBPF on cgroup v2")
     b = bundle(
         [
@@ -571,7 +571,7 @@ def test_update_changes_live_limits(rt: RuntimeCLI, bundle: Any) -> None:
     b.write()
     rt("run", "-d", "--bundle", str(b.path), b.id)
     rt("update", "--memory", str(48 << 20), "--pids-limit", "20", b.id)
-    v1 = detect().mode is not Mode.V2
+    v1 = detect().mode != Mode.V2
     mem_file = "/sys/fs/cgroup/memory/memory.limit_in_bytes" if v1 else "/sys/fs/cgroup/memory.max"
     pids_file = "/sys/fs/cgroup/pids/pids.max" if v1 else "/sys/fs/cgroup/pids.max"
     out = rt("exec", b.id, "cat", mem_file, pids_file).stdout.split()
