@@ -42,12 +42,28 @@ def smaps(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def cycle(binary: str, root: str, bundle: Path, cid: str, measure_memory: bool) -> tuple[float, tuple[int, int] | None]:
+def cycle(
+    binary: str, root: str, bundle: Path, cid: str, measure_memory: bool
+) -> tuple[float, tuple[int, int] | None]:
     pid_file = bundle / "pid"
     out = subprocess.DEVNULL
     t0 = time.perf_counter()
-    subprocess.run([binary, "--root", root, "create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid],
-                   stdout=out, stderr=out, check=True)
+    subprocess.run(
+        [
+            binary,
+            "--root",
+            root,
+            "create",
+            "--bundle",
+            str(bundle),
+            "--pid-file",
+            str(pid_file),
+            cid,
+        ],
+        stdout=out,
+        stderr=out,
+        check=True,
+    )
     pid = int(pid_file.read_text())
     mem = None
     if measure_memory:
@@ -86,7 +102,9 @@ def bench_one(name: str, binary: str, runs: int, workdir: Path, result_fd: int) 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--runtimes", default="corral,runc,crun")
     args = ap.parse_args()
@@ -133,7 +151,9 @@ def main() -> int:
         p90 = times[int(len(times) * 0.9) - 1]
         ratio = f"{med / base:.2f}x" if base else "-"
         rss, pss = r["mem"] or (0, 0)  # type: ignore[misc]
-        print(f"{name:<8} {med * 1000:>7.1f}ms {p90 * 1000:>7.1f}ms {ratio:>10} {rss / 1024:>7.1f}MB {pss / 1024:>7.1f}MB")
+        print(
+            f"{name:<8} {med * 1000:>7.1f}ms {p90 * 1000:>7.1f}ms {ratio:>10} {rss / 1024:>7.1f}MB {pss / 1024:>7.1f}MB"
+        )
     return 0
 
 

@@ -3,17 +3,14 @@ cgroup v1 and v2 values. Plain data, no I/O."""
 
 from __future__ import annotations
 
-import math
-
 from corral.errors import CgroupInvalid
 from corral.structs import fields, record, replace
-
-from .units import UNLIMITED
 
 CPU_SHARES_MIN, CPU_SHARES_MAX = 2, 262144
 CPU_WEIGHT_MIN, CPU_WEIGHT_MAX = 1, 10000
 BLKIO_WEIGHT_MIN, BLKIO_WEIGHT_MAX = 10, 1000
 DEFAULT_CPU_PERIOD = 100_000
+UNLIMITED = -1  # "no limit" in the model (the kernel says max, or -1)
 
 
 @record(frozen=True)
@@ -139,6 +136,8 @@ def shares_to_weight(shares: int) -> int:
         return CPU_WEIGHT_MIN
     if shares >= CPU_SHARES_MAX:
         return CPU_WEIGHT_MAX
+    import math  # only when converting: not on the start path of a v1 host
+
     log = math.log2(shares)
     exponent = (log * log + 125 * log) / 612.0 - 7.0 / 34.0
     return math.ceil(10**exponent)
@@ -152,6 +151,8 @@ def weight_to_shares(weight: int) -> int:
         return CPU_SHARES_MIN
     if weight == CPU_WEIGHT_MAX:
         return CPU_SHARES_MAX
+    import math
+
     # Solve l^2 + 125 l - 612 (log10(w) + 7/34) = 0 for l = log2(shares).
     c = 612.0 * (math.log10(weight) + 7.0 / 34.0)
     log = (-125.0 + math.sqrt(125.0 * 125.0 + 4.0 * c)) / 2.0

@@ -6,7 +6,9 @@ import re
 
 from corral.errors import CgroupInvalid
 
-UNLIMITED = -1
+from .resources import UNLIMITED
+
+__all__ = ["UNLIMITED"]
 _SUFFIX = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 _BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTP]?)(I?B)?$", re.IGNORECASE)
 

@@ -21,8 +21,7 @@ from .manager import (
     join_cgroup,
     parent_cgroup_path,
 )
-from .resources import Resources, io_weight_to_blkio_weight, weight_to_shares
-from .units import UNLIMITED
+from .resources import UNLIMITED, Resources, io_weight_to_blkio_weight, weight_to_shares
 
 _UNLIMITED_BYTES = "-1"
 

@@ -33,8 +33,13 @@ from .manager import (
     join_cgroup,
     parent_cgroup_path,
 )
-from .resources import Resources, blkio_weight_to_io_weight, shares_to_weight, swap_for_v2
-from .units import UNLIMITED
+from .resources import (
+    UNLIMITED,
+    Resources,
+    blkio_weight_to_io_weight,
+    shares_to_weight,
+    swap_for_v2,
+)
 
 _IO_MAX_KEYS = {
     "read_bps": "rbps",

@@ -254,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error(f"corral-runtime: no such command {command!r}")
         return 2
     handler = COMMANDS[command]
+    if command in ("create", "run", "exec"):
+        from corral.cgroups import warmup
+
+        warmup.start()  # a head start on the kernel's cgroup-migration grace period
     try:
         opts, pos = parse_flags(cargs, COMMAND_FLAGS[command])
         if gopts.get("criu"):

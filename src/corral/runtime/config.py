@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 
 from corral import fastjson
-from corral.cgroups.resources import DeviceRule, Resources, Throttle
-from corral.cgroups.units import UNLIMITED
+from corral.cgroups.resources import UNLIMITED, DeviceRule, Resources, Throttle
 from corral.errors import ConfigError
 from corral.kernel.caps import cap_mask
 from corral.kernel.mount import (

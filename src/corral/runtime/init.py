@@ -69,7 +69,10 @@ def _fail(ch: Channel, err: BaseException) -> NoReturn:
 def _preload(ctx: InitContext) -> None:
     """Import now what init needs later: once it has joined the container's mount
     namespace or switched root, Corral's own files (and libseccomp) are out of sight."""
-    from . import console, process, rootfs  # noqa: F401
+    from . import process, rootfs  # noqa: F401
+
+    if ctx.process.terminal:
+        from . import console  # noqa: F401
 
     if ctx.config.hooks.create_container or ctx.config.hooks.start_container:
         from . import hooks  # noqa: F401
@@ -86,8 +89,11 @@ def setup_process(ctx: InitContext) -> NoReturn:
     ch = ctx.channel
     try:
         _preload(ctx)
-        if ctx.manager is not None:
+        if ctx.exec_into and ctx.manager is not None:
             ctx.manager.add_process(ctx.group, os.getpid())
+        # For create, the runtime moves init into the cgroup while init builds its rootfs:
+        # the first cgroup migration waits ~15 ms for an RCU grace period, so it runs in
+        # parallel rather than in line.
         if ctx.exec_into:
             _join_container(ctx.exec_into, ctx.exec_namespaces)
         else:
@@ -131,7 +137,9 @@ def _enter_namespaces(ctx: InitContext) -> None:
         os.setresuid(0, 0, 0)
     flags = 0
     for n in cfg.namespaces:
-        if n.path is None and n.type != "user":
+        # The cgroup namespace is unshared by init itself, once it is in its cgroup (the
+        # namespace's root is the cgroup its creator is in).
+        if n.path is None and n.type not in ("user", "cgroup"):
             flags |= ns.NAMESPACE_FLAGS[n.type]
     if flags:
         ns.unshare(flags)
@@ -173,6 +181,9 @@ def container_init(ctx: InitContext) -> NoReturn:
         if not cfg.new_namespace("mount"):
             raise CorralError("the container needs a new mount namespace (linux.namespaces)")
         builder.prepare()
+        ch.expect("cgroup-joined")
+        if cfg.new_namespace("cgroup"):
+            ns.unshare(ns.CLONE_NEWCGROUP)
         if cfg.hooks.prestart or cfg.hooks.create_runtime:
             ch.send("hooks")
             ch.expect("hooks-done")

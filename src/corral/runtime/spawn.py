@@ -192,6 +192,8 @@ def _spawn(
                 state.pid = init_pid
                 state.pid_start = process_start_time(init_pid)
                 rt.store.save(state)  # recorded before anything else can go wrong
+                manager.add_process(group, init_pid)
+                ours.send("cgroup-joined")
             elif kind == "hooks":
                 from .hooks import run_hooks
 

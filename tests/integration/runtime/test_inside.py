@@ -484,8 +484,8 @@ def test_exec_process_file_and_detach(rt: RuntimeCLI, bundle: Any, tmp_path: Pat
     pid_file = tmp_path / "exec.pid"
     rt("exec", "--process", str(pf), "--detach", "--pid-file", str(pid_file), b.id)
     assert int(pid_file.read_text()) > 0
-    assert wait_until(lambda: (b.rootfs / "tmp" / "pf").exists())
-    assert (b.rootfs / "tmp" / "pf").read_text() == "from-file\n"
+    out = b.rootfs / "tmp" / "pf"
+    assert wait_until(lambda: out.exists() and out.read_text() == "from-file\n")
 
 
 def _console_server(path: Path) -> tuple[socket.socket, list[int], threading.Thread]:
