@@ -15,8 +15,8 @@ run: setup
 	    sh -c 'echo "hello from pid $$$$, in these groups:"; cat /proc/self/cgroup'
 
 lint: setup
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -24,9 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from corral.kernel import mount as kmount  # noqa: E402
-from corral.kernel import namespaces, prctl  # noqa: E402
-from tests.bundles import make_bundle, write_spec  # noqa: E402
+from tests.bundles import make_bundle, write_spec
+
+from corral.kernel import mount as kmount
+from corral.kernel import namespaces, prctl
 
 CORRAL = str(Path(sys.executable).parent / "corral-runtime")
 PARENT = f"corral-bench-{os.getpid()}"
@@ -124,7 +125,7 @@ def main() -> int:
                 try:
                     bench_one(name, binary, args.runs, workdir, w)
                     os._exit(0)
-                except BaseException as err:  # noqa: BLE001
+                except BaseException as err:
                     print(f"{name}: {err}", file=sys.stderr)
                     os._exit(1)
             os.close(w)
@@ -151,9 +152,8 @@ def main() -> int:
         p90 = times[int(len(times) * 0.9) - 1]
         ratio = f"{med / base:.2f}x" if base else "-"
         rss, pss = r["mem"] or (0, 0)  # type: ignore[misc]
-        print(
-            f"{name:<8} {med * 1000:>7.1f}ms {p90 * 1000:>7.1f}ms {ratio:>10} {rss / 1024:>7.1f}MB {pss / 1024:>7.1f}MB"
-        )
+        cells = f"{med * 1000:>7.1f}ms {p90 * 1000:>7.1f}ms {ratio:>10}"
+        print(f"{name:<8} {cells} {rss / 1024:>7.1f}MB {pss / 1024:>7.1f}MB")
     return 0
 
 

@@ -136,7 +136,7 @@ def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         f'[ttrpc]\n  address = "{CTRD_DIR / "containerd.sock.ttrpc"}"\n'
         f'[debug]\n  address = "{CTRD_DIR / "debug.sock"}"\n'
     )
-    log = open(CTRD_DIR / "containerd.log", "w")
+    log = open(CTRD_DIR / "containerd.log", "w")  # noqa: SIM115 - lives as long as the daemon
     daemon = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=log)
     try:
         assert wait_until(lambda: (CTRD_DIR / "containerd.sock").exists(), 30), (
