@@ -9,10 +9,10 @@ setup:
 
 # Corral's main job. For now: show the host's cgroup hierarchies, then run a command in a
 # fresh cgroup with a 64 MiB memory limit (the group is removed afterwards).
+# Corral's main job: run a container. A busybox rootfs made from the host (no network),
+# its own hostname and pid namespace, a 64 MiB memory limit; removed when it exits.
 run: setup
-	$(VENV)/bin/corral cgroup hierarchies
-	$(VENV)/bin/corral cgroup exec --rm demo memory=64M pids=64 -- \
-	    sh -c 'echo "hello from pid $$$$, in these groups:"; cat /proc/self/cgroup'
+	$(PY) scripts/demo_container.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

@@ -89,6 +89,7 @@ def bench_one(name: str, binary: str, runs: int, workdir: Path, result_fd: int) 
     spec = make_bundle(bundle, ["/bin/true"])
     spec["linux"]["cgroupsPath"] = f"{PARENT}/{name}"
     spec["process"]["rlimits"] = []  # runc and crun fail on rlimits above the hard limit here
+    spec["ociVersion"] = "1.0.2"  # Debian's crun 1.8 refuses newer spec versions
     write_spec(bundle, spec)
     root = str(workdir / f"root-{name}")
     times: list[float] = []

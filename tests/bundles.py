@@ -4,45 +4,21 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
-import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from corral.oci.defaults import default_spec
+from corral.runtime.bundle import build_busybox_rootfs
 
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 CACHE = Path("/var/tmp/corral-test-rootfs")
 
 
 @cache
 def busybox_rootfs() -> Path:
-    """A minimal rootfs: busybox with its applets, /etc/passwd and group. Built once."""
-    root = CACHE / "busybox"
-    if (root / "bin" / "sh").exists():
-        return root
-    tmp = CACHE / f"busybox.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for d in ("bin", "dev", "etc", "proc", "sys", "tmp", "root", "var", "run"):
-        (tmp / d).mkdir(parents=True)
-    shutil.copy2(BUSYBOX, tmp / "bin" / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True)
-    for name in applets.stdout.split():
-        if name != "busybox":
-            (tmp / "bin" / name).symlink_to("busybox")
-    (tmp / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
-    )
-    (tmp / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
-    (tmp / "tmp").chmod(0o1777)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.rename(root)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # another run built it first
-    return root
+    """A minimal rootfs from the host's busybox, built once and shared (tests copy it)."""
+    return Path(build_busybox_rootfs(str(CACHE / "busybox")))
 
 
 def make_bundle(path: Path, args: list[str], **changes: Any) -> dict[str, Any]:
