@@ -297,6 +297,7 @@ def cmd_create(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -
         pid_file=o.get("pid-file"),
         console_socket=o.get("console-socket"),
         no_pivot=bool(o.get("no-pivot")),
+        no_new_keyring=bool(o.get("no-new-keyring")),
         preserve_fds=int(o.get("preserve-fds", 0)),
     )
     return 0
@@ -312,6 +313,7 @@ def cmd_run(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -> i
             pid_file=o.get("pid-file"),
             console_socket=o.get("console-socket"),
             no_pivot=bool(o.get("no-pivot")),
+            no_new_keyring=bool(o.get("no-new-keyring")),
             preserve_fds=int(o.get("preserve-fds", 0)),
             keep=bool(o.get("keep")),
         )

@@ -108,3 +108,38 @@ PER_LINUX32 = 0x0008
 def personality(persona: int) -> None:
     ret = int(libc.personality(ctypes.c_ulong(persona)))
     check(ret, "personality", hex(persona))
+
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_SETPERM = 5
+KEYCTL_DESCRIBE = 6
+KEY_USR_SEARCH = 0x00080000
+
+
+def join_session_keyring(name: str | None = None) -> int:
+    """A new session keyring for the caller (anonymous when `name` is None), so that a
+    container does not share the runtime's keys; made searchable by its user, as runc
+    does. Returns its serial number."""
+    from ._libc import syscall
+
+    what = name or "session keyring"
+    raw = ctypes.c_char_p(name.encode()) if name else ctypes.c_char_p(None)
+    serial = syscall("keyctl", ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), raw, target=what)
+    buf = ctypes.create_string_buffer(256)
+    syscall(
+        "keyctl",
+        ctypes.c_int(KEYCTL_DESCRIBE),
+        ctypes.c_long(serial),
+        buf,
+        ctypes.c_long(256),
+        target=what,
+    )
+    perm = int(buf.value.split(b";")[3], 16)  # "type;uid;gid;perm;description"
+    syscall(
+        "keyctl",
+        ctypes.c_int(KEYCTL_SETPERM),
+        ctypes.c_long(serial),
+        ctypes.c_uint(perm | KEY_USR_SEARCH),
+        target=what,
+    )
+    return serial

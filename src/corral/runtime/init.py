@@ -46,6 +46,7 @@ class InitContext:
     fifo_fd: int = -1  # create: read end of the exec fifo; init waits on it for start
     console: socket.socket | None = None
     no_pivot: bool = False
+    new_keyring: bool = True  # runc's default; --no-new-keyring turns it off
     preserve_fds: int = 0
     cgroup_dirs: dict[str, str] = field(default_factory=dict)
     exec_into: int = 0  # exec: the pid of the container whose namespaces to join
@@ -197,6 +198,8 @@ def container_init(ctx: InitContext) -> NoReturn:
         if proc.terminal:
             _attach_terminal(ctx, proc, builder)
         builder.finish()
+        if ctx.new_keyring:
+            _new_session_keyring(ctx, warnings)
         if cfg.hostname is not None:
             sethostname(cfg.hostname)
         if cfg.domainname is not None:
@@ -233,6 +236,22 @@ def container_init(ctx: InitContext) -> NoReturn:
         sys.stderr.write(f"corral-runtime: {err}\n")
         sys.stderr.flush()
         os._exit(127 if isinstance(err, FileNotFoundError) else 1)
+
+
+def _new_session_keyring(ctx: InitContext, warnings: list[str]) -> None:
+    """Keys the runtime's session holds must not be visible in the container."""
+    import errno
+
+    from corral.errors import KernelError
+    from corral.kernel.process import join_session_keyring
+
+    try:
+        join_session_keyring(f"_ses.{ctx.state.get('id', '')}" if ctx.state.get("id") else None)
+    except KernelError as err:
+        # No keyrings in this kernel, or not allowed here (a user namespace): carry on.
+        if err.errno not in (errno.ENOSYS, errno.EPERM, errno.EACCES, errno.EDQUOT):
+            raise
+        warnings.append(f"no new session keyring for the container: {err}")
 
 
 def _identity_and_limits(proc: Process, personality: str | None, warnings: list[str]) -> None:

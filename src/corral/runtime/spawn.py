@@ -79,6 +79,7 @@ def create(
     pid_file: str | None = None,
     console_socket: str | None = None,
     no_pivot: bool = False,
+    no_new_keyring: bool = False,
     preserve_fds: int = 0,
     console_pair: socket.socket | None = None,
 ) -> State:
@@ -123,7 +124,18 @@ def create(
         console = console_pair
         if console is None and console_socket:
             console = connect_console(console_socket)
-        init_pid = _spawn(rt, state, config, manager, name, fifo, console, no_pivot, preserve_fds)
+        init_pid = _spawn(
+            rt,
+            state,
+            config,
+            manager,
+            name,
+            fifo,
+            console,
+            no_pivot,
+            not no_new_keyring,
+            preserve_fds,
+        )
         state.status = Status.CREATED
         state.creator_pid = 0
         store.save(state)
@@ -149,6 +161,7 @@ def _spawn(
     fifo: str,
     console: socket.socket | None,
     no_pivot: bool,
+    new_keyring: bool,
     preserve_fds: int,
 ) -> int:
     assert config.process is not None
@@ -163,6 +176,7 @@ def _spawn(
         fifo_fd=os.open(fifo, os.O_RDWR | os.O_CLOEXEC),
         console=console,
         no_pivot=no_pivot,
+        new_keyring=new_keyring,
         preserve_fds=preserve_fds,
         cgroup_dirs=state.cgroup_dirs,
         seccomp=config.seccomp,
@@ -226,6 +240,7 @@ def run(
     pid_file: str | None = None,
     console_socket: str | None = None,
     no_pivot: bool = False,
+    no_new_keyring: bool = False,
     preserve_fds: int = 0,
     keep: bool = False,
 ) -> int:
@@ -248,6 +263,7 @@ def run(
             pid_file=pid_file,
             console_socket=console_socket,
             no_pivot=no_pivot,
+            no_new_keyring=no_new_keyring,
             preserve_fds=preserve_fds,
             console_pair=console_pair,
         )

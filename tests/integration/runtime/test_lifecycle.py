@@ -315,3 +315,91 @@ def test_kill_9_of_create_at_any_point(rt: RuntimeCLI, bundle: Any, when: float)
                 or not Path(f"/proc/{pids_before}/cmdline").read_bytes()
             )
         )
+
+
+def test_new_session_keyring_unless_no_new_keyring(rt: RuntimeCLI, bundle: Any) -> None:
+    b = bundle(["cat", "/proc/keys"])
+    b.spec["linux"]["maskedPaths"].remove("/proc/keys")
+    b.write()
+    out = rt("run", "--bundle", str(b.path), b.id).stdout
+    assert f"_ses.{b.id}" in out
+    b2 = bundle(["cat", "/proc/keys"])
+    b2.spec["linux"]["maskedPaths"].remove("/proc/keys")
+    b2.write()
+    out = rt("run", "--no-new-keyring", "--bundle", str(b2.path), b2.id).stdout
+    assert f"_ses.{b2.id}" not in out
+
+
+def test_preserve_fds(rt: RuntimeCLI, bundle: Any, tmp_path: Path) -> None:
+    extra = tmp_path / "extra.txt"
+    extra.write_text("passed through fd 3\n")
+    b = bundle(["sh", "-c", "cat <&3; ls /proc/self/fd | sort -n | tr '\\n' ' '"])
+    with open(extra) as f:
+        os.set_inheritable(f.fileno(), True)
+        os.dup2(f.fileno(), 3) if f.fileno() != 3 else None
+        result = subprocess.run(
+            [
+                rt.binary,
+                "--root",
+                str(rt.root),
+                "run",
+                "--preserve-fds",
+                "1",
+                "--bundle",
+                str(b.path),
+                b.id,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            pass_fds=(3,),
+        )
+    assert result.returncode == 0, result.stderr
+    first, fds = result.stdout.split("\n", 1)
+    assert first == "passed through fd 3"
+    assert "3" in fds.split()
+
+
+def test_no_pivot(rt: RuntimeCLI, bundle: Any) -> None:
+    b = bundle(["sh", "-c", "ls /; cat /proc/self/mountinfo | wc -l"])
+    out = rt("run", "--no-pivot", "--bundle", str(b.path), b.id).stdout.split()
+    assert "bin" in out and "work" not in out
+
+
+def test_errors_go_to_the_json_log(rt: RuntimeCLI, tmp_path: Path) -> None:
+    log = tmp_path / "log.json"
+    result = subprocess.run(
+        [
+            rt.binary,
+            "--root",
+            str(rt.root),
+            "--log",
+            str(log),
+            "--log-format",
+            "json",
+            "start",
+            "no-such-container",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines and lines[-1]["level"] == "error"
+    if rt.is_corral:  # runc's message does not name the container
+        assert "no-such-container" in lines[-1]["msg"]
+    assert "time" in lines[-1]
+
+
+def test_systemd_cgroup_is_accepted_and_explained(rt: RuntimeCLI, bundle: Any) -> None:
+    if not rt.is_corral:
+        pytest.skip("runc's systemd driver needs systemd running")
+    b = bundle(["true"])
+    b.spec["linux"]["cgroupsPath"] = (
+        f"{TEST_PARENT}:corral:{b.id}"  # -> /<parent>/corral-<id>.scope
+    )
+    b.write()
+    result = rt("--systemd-cgroup", "run", "--bundle", str(b.path), b.id, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "no systemd cgroup driver" in result.stderr
