@@ -48,6 +48,9 @@ def cycle(
 ) -> tuple[float, tuple[int, int] | None]:
     pid_file = bundle / "pid"
     out = subprocess.DEVNULL
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["linux"]["cgroupsPath"] = f"{PARENT}/{cid}"  # a fresh group per cycle, as callers do
+    (bundle / "config.json").write_text(json.dumps(spec))
     t0 = time.perf_counter()
     subprocess.run(
         [
@@ -87,7 +90,6 @@ def bench_one(name: str, binary: str, runs: int, workdir: Path, result_fd: int) 
             kmount.umount2("/sys/fs/cgroup/unified", kmount.MNT_DETACH)
     bundle = workdir / name
     spec = make_bundle(bundle, ["/bin/true"])
-    spec["linux"]["cgroupsPath"] = f"{PARENT}/{name}"
     spec["process"]["rlimits"] = []  # runc and crun fail on rlimits above the hard limit here
     spec["ociVersion"] = "1.0.2"  # Debian's crun 1.8 refuses newer spec versions
     write_spec(bundle, spec)
@@ -95,7 +97,7 @@ def bench_one(name: str, binary: str, runs: int, workdir: Path, result_fd: int) 
     times: list[float] = []
     mems: list[tuple[int, int]] = []
     for i in range(runs + 2):  # two warm-ups
-        elapsed, mem = cycle(binary, root, bundle, f"b{i}", measure_memory=(i == 1))
+        elapsed, mem = cycle(binary, root, bundle, f"{name}{i}", measure_memory=(i == 1))
         if mem:
             mems.append(mem)
         if i >= 2:
