@@ -348,8 +348,11 @@ def exec_process(
     if console is not None:
         console.close()
     pid = 0
+    ready = False
     try:
-        while True:
+        # The setup process sends "pid" and the new process "ready", on one pipe, in
+        # either order: the new process may get there first.
+        while not (pid and ready):
             try:
                 msg = ours.recv()
             except SyncError:
@@ -359,7 +362,7 @@ def exec_process(
             elif msg["type"] == "warning":
                 rt.warn(str(msg["message"]))
             elif msg["type"] == "ready":
-                break
+                ready = True
             elif msg["type"] == "error":
                 err = ContainerError(str(msg["message"]))
                 err.exit_code = int(msg.get("exit_code", 1))  # type: ignore[attr-defined]
