@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test setup lint typecheck layers unit integration
+.PHONY: run test test-v2 setup lint typecheck layers
 
 setup:
 	@scripts/setup.sh
@@ -15,8 +15,8 @@ run: setup
 	$(PY) scripts/demo_container.py
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -24,5 +24,17 @@ typecheck: setup
 layers: setup
 	$(VENV)/bin/lint-imports
 
+# The cgroup v2 tier: the cgroups and runtime tests again, on a cgroup v2-only kernel
+# (User-Mode Linux booted with this machine's / as its read-only root; tests/vm/).
+V2_TESTS := tests/unit tests/integration/test_kernel.py tests/integration/test_cgroups.py \
+	tests/integration/test_cli_cgroup.py tests/integration/runtime/test_lifecycle.py \
+	tests/integration/runtime/test_inside.py
+
+test-v2: setup
+	CORRAL_TEST_RUNTIME=$(abspath $(VENV))/bin/corral-runtime \
+	    $(PY) tests/vm/run_in_guest.py --timeout 1800 -- \
+	    $(abspath $(PY)) -m pytest -q -p no:cacheprovider $(V2_TESTS)
+
 test: setup lint typecheck layers
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-v2

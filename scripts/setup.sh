@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 # Debian packages the test suite drives (kept in one list so docs and CI agree).
-DEB_PACKAGES=(util-linux procps busybox-static libseccomp2 runc crun podman containerd)
+DEB_PACKAGES=(util-linux procps busybox-static libseccomp2 runc crun podman containerd user-mode-linux)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
