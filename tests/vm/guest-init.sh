@@ -13,6 +13,11 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 [ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
 for d in /tmp /run /var/tmp /dev/shm; do mount -t tmpfs -o mode=1777 tmpfs "$d"; done
+# The tmpfs mounts above may hide the working tree (a checkout under /tmp): bring it back.
+if [ -n "$CORRAL_GUEST_WORKDIR" ] && [ ! -d "$CORRAL_GUEST_WORKDIR" ]; then
+    mkdir -p "$CORRAL_GUEST_WORKDIR"
+    mount -r -t hostfs -o "$CORRAL_GUEST_WORKDIR" none "$CORRAL_GUEST_WORKDIR"
+fi
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
     echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null

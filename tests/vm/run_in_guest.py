@@ -49,6 +49,7 @@ def run(command: list[str], timeout: float, memory: str = "1536M") -> int:
             "ro",
             f"init={HERE / 'guest-init.sh'}",
             f"CORRAL_RESULTS_HOSTFS={results}",
+            f"CORRAL_GUEST_WORKDIR={os.getcwd()}",
             "con0=fd:0,fd:1",
             "con=null",
         ]
