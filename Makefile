@@ -30,10 +30,17 @@ V2_TESTS := tests/unit tests/integration/test_kernel.py tests/integration/test_c
 	tests/integration/test_cli_cgroup.py tests/integration/runtime/test_lifecycle.py \
 	tests/integration/runtime/test_inside.py
 
+# What User-Mode Linux lacks (cpuset, the time namespace, several CPUs) runs under QEMU.
+V2_QEMU_TESTS := tests/integration/test_kernel.py tests/integration/test_cgroups.py \
+	tests/integration/runtime/test_inside.py -k "cpuset or time_namespace or unshare_each_namespace"
+
 test-v2: setup
 	CORRAL_TEST_RUNTIME=$(abspath $(VENV))/bin/corral-runtime \
-	    $(PY) tests/vm/run_in_guest.py --timeout 1800 -- \
+	    $(PY) tests/vm/run_in_guest.py --vm uml --timeout 1800 -- \
 	    $(abspath $(PY)) -m pytest -q -p no:cacheprovider $(V2_TESTS)
+	CORRAL_TEST_RUNTIME=$(abspath $(VENV))/bin/corral-runtime \
+	    $(PY) tests/vm/run_in_guest.py --vm qemu --timeout 1800 -- \
+	    $(abspath $(PY)) -m pytest -q -p no:cacheprovider $(V2_QEMU_TESTS)
 
 test: setup lint typecheck layers
 	$(PY) -m pytest -q

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 # Debian packages the test suite drives (kept in one list so docs and CI agree).
-DEB_PACKAGES=(util-linux procps busybox-static libseccomp2 runc crun podman containerd user-mode-linux)
+DEB_PACKAGES=(util-linux procps busybox-static libseccomp2 runc crun podman containerd user-mode-linux
+              qemu-system-x86 linux-image-amd64)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

@@ -16,7 +16,13 @@ for d in /tmp /run /var/tmp /dev/shm; do mount -t tmpfs -o mode=1777 tmpfs "$d";
 # The tmpfs mounts above may hide the working tree (a checkout under /tmp): bring it back.
 if [ -n "$CORRAL_GUEST_WORKDIR" ] && [ ! -d "$CORRAL_GUEST_WORKDIR" ]; then
     mkdir -p "$CORRAL_GUEST_WORKDIR"
-    mount -r -t hostfs -o "$CORRAL_GUEST_WORKDIR" none "$CORRAL_GUEST_WORKDIR"
+    if [ "$CORRAL_RESULTS_9P" ]; then
+        mkdir -p /run/hostroot
+        mount -t 9p -o trans=virtio,version=9p2000.L,ro rootfs /run/hostroot
+        mount --bind "/run/hostroot$CORRAL_GUEST_WORKDIR" "$CORRAL_GUEST_WORKDIR"
+    else
+        mount -r -t hostfs -o "$CORRAL_GUEST_WORKDIR" none "$CORRAL_GUEST_WORKDIR"
+    fi
 fi
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do

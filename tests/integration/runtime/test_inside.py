@@ -595,3 +595,20 @@ def test_events_stats(rt: RuntimeCLI, bundle: Any) -> None:
     assert event["data"]["pids"]["current"] == 1
     assert event["data"]["pids"]["limit"] == 30
     assert event["data"]["memory"]["usage"]["usage"] > 0
+
+
+def test_cpuset_binds_the_container(rt: RuntimeCLI, bundle: Any) -> None:
+    from corral.cgroups import Mode, detect
+
+    layout = detect()
+    has = (
+        layout.unified is not None and "cpuset" in layout.unified.subsystems
+        if layout.mode == Mode.V2
+        else layout.hierarchy_of("cpuset") is not None
+    )
+    if not has:
+        pytest.skip("no cpuset controller on this kernel (User-Mode Linux has none)")
+    cpu = max(os.sched_getaffinity(0))
+    b = bundle(["grep", "Cpus_allowed_list", "/proc/self/status"])
+    b.spec["linux"]["resources"] = {"cpu": {"cpus": str(cpu), "mems": "0"}}
+    assert run(rt, b).stdout.split() == ["Cpus_allowed_list:", str(cpu)]
