@@ -128,10 +128,10 @@ def test_freeze_stops_progress_and_thaw_resumes(
     manager.kill(group)
 
 
-def test_device_deny_makes_open_fail(
-    manager: Manager, group: str, spawn: type[Child], v1_only: None
-) -> None:
-    manager.create(group, parse_params(["device-deny=c 1:3 rwm"], 1))
+def test_device_deny_makes_open_fail(manager: Manager, group: str, spawn: type[Child]) -> None:
+    # v1: devices.deny; v2: an eBPF device program. The rules mean the same on both.
+    rules = ["device-allow=a", "device-deny=c 1:3 rwm"]
+    manager.create(group, parse_params(rules, _version(manager)))
     child = spawn(
         "try:\n    open('/dev/null', 'w')\n    print('opened')\n"
         "except PermissionError:\n    print('denied')\n"

@@ -129,11 +129,16 @@ def test_nested_parent_under_own_cgroup(tree: Path) -> None:
     assert "+memory" in (tree / "user.slice" / "cgroup.subtree_control").read_text()
 
 
-def test_device_rules_are_reported_unsupported(tree: Path) -> None:
+def test_device_rules_become_an_ebpf_program(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    attached: list[tuple[str, int]] = []
+
+    def attach(self: V2Manager, name: str, resources: object) -> None:
+        attached.append((name, len(resources.devices)))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(V2Manager, "_attach_device_program", attach)
     m = _manager(tree)
-    with pytest.raises(CgroupUnsupported, match="eBPF"):
-        m.create("g", parse_params(["device-deny=c 1:3 rwm"], 2))
-    assert not m.exists("g")  # rolled back: nothing half-made
+    m.create("g", parse_params(["device-deny=c 1:3 rwm"], 2))
+    assert attached == [("g", 1)]
 
 
 def test_unknown_file_is_a_clear_error_and_rolls_back(tree: Path) -> None:

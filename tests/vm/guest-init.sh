@@ -12,17 +12,15 @@ done
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 [ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
-for d in /tmp /run /var/tmp /dev/shm; do mount -t tmpfs -o mode=1777 tmpfs "$d"; done
-# The tmpfs mounts above may hide the working tree (a checkout under /tmp): bring it back.
+mount -t tmpfs -o mode=755 tmpfs /run
+# Keep a view of the host's tree before tmpfs covers /tmp and /var/tmp: the working tree
+# (a checkout under /tmp, say) is bound back from it below.
+mkdir -p /run/hostroot
+mount --bind / /run/hostroot
+for d in /tmp /var/tmp /dev/shm; do mount -t tmpfs -o mode=1777 tmpfs "$d"; done
 if [ -n "$CORRAL_GUEST_WORKDIR" ] && [ ! -d "$CORRAL_GUEST_WORKDIR" ]; then
     mkdir -p "$CORRAL_GUEST_WORKDIR"
-    if [ "$CORRAL_RESULTS_9P" ]; then
-        mkdir -p /run/hostroot
-        mount -t 9p -o trans=virtio,version=9p2000.L,ro rootfs /run/hostroot
-        mount --bind "/run/hostroot$CORRAL_GUEST_WORKDIR" "$CORRAL_GUEST_WORKDIR"
-    else
-        mount -r -t hostfs -o "$CORRAL_GUEST_WORKDIR" none "$CORRAL_GUEST_WORKDIR"
-    fi
+    mount --bind "/run/hostroot$CORRAL_GUEST_WORKDIR" "$CORRAL_GUEST_WORKDIR"
 fi
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do

@@ -238,14 +238,23 @@ class V2Manager(BaseManager):
         name = self._require(group)
         for key, value in self._settings(name, resources):
             fs.write(self._file(name, key), value)
+        if resources.devices:
+            self._attach_device_program(name, resources)
+
+    def _attach_device_program(self, name: str, resources: Resources) -> None:
+        """v2 has no devices.allow/deny: an eBPF program attached to the group decides."""
+        from corral.kernel.bpf import attach_device_program, load_device_program
+
+        from .devicefilter import device_program
+
+        fd = load_device_program(device_program(resources.devices))
+        try:
+            attach_device_program(self._dir(name), fd)
+        finally:
+            os.close(fd)
 
     def _settings(self, group: str, r: Resources) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
-        if r.devices:
-            raise CgroupUnsupported(
-                "device rules are not enforced on cgroup v2: they need an eBPF device program, "
-                "which Corral does not load yet"
-            )
         if r.net_cls_classid is not None:
             raise CgroupUnsupported("net_cls is a cgroup v1 controller; cgroup v2 has no classid")
         if r.memory_limit is not None:

@@ -18,8 +18,8 @@ _syscall.restype = ctypes.c_long
 # Syscalls that glibc 2.36 does not wrap (or wraps only recently). The newer ones share one
 # number on every architecture since Linux 5.x ("the generic table").
 _ARCH_NUMBERS: dict[str, dict[str, int]] = {
-    "x86_64": {"pivot_root": 155, "keyctl": 250},
-    "aarch64": {"pivot_root": 41, "keyctl": 219},
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "bpf": 321},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "bpf": 280},
 }
 _GENERIC = {
     "pidfd_send_signal": 424,

@@ -62,9 +62,6 @@ def cgroup_location(
 
 
 def resources_for_host(manager: Manager, r: Resources, warn: Callable[[str], None]) -> Resources:
-    if manager.mode == Mode.V2 and r.devices:
-        warn("device rules are not enforced on cgroup v2 yet (they need an eBPF program)")
-        r = replace(r, devices=())
     if manager.mode == Mode.V2 and r.net_cls_classid is not None:
         warn("linux.resources.network.classID is ignored on cgroup v2")
         r = replace(r, net_cls_classid=None)

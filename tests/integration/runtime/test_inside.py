@@ -327,10 +327,6 @@ def test_devices_and_default_dev(rt: RuntimeCLI, bundle: Any) -> None:
 
 
 def test_device_cgroup_denies(rt: RuntimeCLI, bundle: Any) -> None:
-    from corral.cgroups import Mode, detect
-
-    if detect().mode == Mode.V2:
-        pytest.skip("device rules need eBPF on cgroup v2")
     b = bundle(
         [
             "sh",

@@ -1,0 +1,89 @@
+"""The bpf(2) calls Corral needs: load a cgroup device program and attach it to a cgroup
+(cgroup v2 has no devices.allow/deny files; an eBPF program decides instead)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from corral.errors import KernelError
+
+from ._libc import syscall
+
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+
+
+class _ProgLoad(ctypes.Structure):
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("expected_attach_type", ctypes.c_uint32),
+    ]
+
+
+class _ProgAttach(ctypes.Structure):
+    _fields_ = [
+        ("target_fd", ctypes.c_uint32),
+        ("attach_bpf_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("replace_bpf_fd", ctypes.c_uint32),
+    ]
+
+
+def load_device_program(code: bytes, name: str = "corral_dev") -> int:
+    """Load a BPF_PROG_TYPE_CGROUP_DEVICE program; returns its fd. The verifier's log is
+    part of the error if the kernel refuses it."""
+    insns = ctypes.create_string_buffer(code, len(code))
+    license_ = ctypes.create_string_buffer(b"Apache")
+    log = ctypes.create_string_buffer(4096)
+    attr = _ProgLoad(
+        prog_type=BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt=len(code) // 8,
+        insns=ctypes.addressof(insns),
+        license=ctypes.addressof(license_),
+        log_level=1,
+        log_size=len(log),
+        log_buf=ctypes.addressof(log),
+        prog_name=name.encode()[:15],
+        expected_attach_type=BPF_CGROUP_DEVICE,
+    )
+    try:
+        return syscall(
+            "bpf",
+            ctypes.c_int(BPF_PROG_LOAD),
+            ctypes.byref(attr),
+            ctypes.c_uint(ctypes.sizeof(attr)),
+            target="device program",
+        )
+    except KernelError as err:
+        detail = log.value.decode(errors="replace").strip()
+        raise KernelError("bpf(BPF_PROG_LOAD)", err.errno, "device program", detail[-300:]) from err
+
+
+def attach_device_program(cgroup_dir: str, prog_fd: int) -> None:
+    """Attach to the cgroup (replacing a program attached before without flags)."""
+    fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        attr = _ProgAttach(target_fd=fd, attach_bpf_fd=prog_fd, attach_type=BPF_CGROUP_DEVICE)
+        syscall(
+            "bpf",
+            ctypes.c_int(BPF_PROG_ATTACH),
+            ctypes.byref(attr),
+            ctypes.c_uint(ctypes.sizeof(attr)),
+            target=cgroup_dir,
+        )
+    finally:
+        os.close(fd)
