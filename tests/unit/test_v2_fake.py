@@ -197,8 +197,19 @@ def test_freeze_waits_for_the_kernel(tree: Path) -> None:
     assert m.freezer_state("g") == FreezerState.FROZEN
 
 
-def test_kill_uses_cgroup_kill(tree: Path) -> None:
+def test_kill_uses_cgroup_kill(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = _manager(tree)
     m.create("g")
+    d = tree / "corral" / "g"
+    (d / "cgroup.procs").write_text("4242\n")
+    real_write = cgfs.write
+
+    def write(path: str, value: str) -> None:
+        real_write(path, value)
+        if path.endswith("cgroup.kill"):
+            (d / "cgroup.procs").write_text("")  # what the kernel does
+
+    monkeypatch.setattr(cgfs, "write", write)
     m.kill("g")
-    assert (tree / "corral" / "g" / "cgroup.kill").read_text() == "1"
+    assert (d / "cgroup.kill").read_text() == "1"
+    assert m.tasks("g") == []

@@ -35,7 +35,7 @@ def signal_all(dirs: dict[str, str], sig: int) -> None:
     frozen = sig == SIGKILL and freezer is not None and fs.is_dir(freezer)
     if frozen:
         assert freezer is not None
-        fs.write(fs.join(freezer, "freezer.state"), "FROZEN")
+        _freeze(freezer)
     try:
         for pid in tasks(dirs):
             try:
@@ -46,6 +46,16 @@ def signal_all(dirs: dict[str, str], sig: int) -> None:
         if frozen:
             assert freezer is not None
             fs.write(fs.join(freezer, "freezer.state"), "THAWED")
+
+
+def _freeze(freezer: str, timeout: float = 1.0) -> None:
+    """Ask for FROZEN and wait (briefly) until every task is: a FREEZING task can still fork."""
+    state = fs.join(freezer, "freezer.state")
+    fs.write(state, "FROZEN")
+    deadline = time.monotonic() + timeout
+    while fs.read(state).strip() != "FROZEN" and time.monotonic() < deadline:
+        time.sleep(0.001)
+        fs.write(state, "FROZEN")
 
 
 def kill_and_wait(dirs: dict[str, str], timeout: float = 10.0) -> None:

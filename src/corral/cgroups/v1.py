@@ -10,7 +10,7 @@ import time
 from corral.errors import CgroupInvalid, CgroupNotFound, CgroupUnsupported, KernelError
 from corral.kernel.process import require_pid
 
-from . import fs
+from . import fs, teardown
 from .fs import join
 from .layout import Hierarchy, HostLayout, Mode
 from .manager import (
@@ -329,31 +329,13 @@ class V1Manager(BaseManager):
         return fs.read(join(d, "freezer.state")).strip()
 
     def kill(self, group: str, sig: int = SIGKILL) -> None:
-        """Signal every task in the group and its children. For SIGKILL the group is frozen
-        first so that nothing can fork away between reading the list and signalling."""
-        name = self._require(group)
-        can_freeze = any("freezer" in h.subsystems for h in self.hierarchies) and (
-            fs.is_dir(self._dir(self._hierarchy("freezer"), name))
-        )
-        for _ in range(100):
-            pids = self.tasks(name, recursive=True)
-            if not pids:
-                return
-            frozen = can_freeze and sig == SIGKILL
-            if frozen:
-                self.freeze(name)
-            try:
-                for pid in pids:
-                    try:
-                        os.kill(pid, sig)
-                    except ProcessLookupError:
-                        pass
-            finally:
-                if frozen:
-                    self.thaw(name)
-            if sig != SIGKILL:
-                return
-            time.sleep(0.002)
+        """Signal every task in the group and its children; SIGKILL under the freezer, so
+        nothing forks away meanwhile, and until the group is empty."""
+        dirs = self.directories(self._require(group))
+        if sig == SIGKILL:
+            teardown.kill_and_wait(dirs)
+        else:
+            teardown.signal_all(dirs, sig)
 
     # -- stats ------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from corral.errors import (
 )
 from corral.kernel.process import require_pid
 
-from . import fs
+from . import fs, teardown
 from .fs import join
 from .layout import HostLayout
 from .manager import (
@@ -335,23 +335,12 @@ class V2Manager(BaseManager):
         return FreezerState.FREEZING if wanted else FreezerState.THAWED
 
     def kill(self, group: str, sig: int = SIGKILL) -> None:
-        name = self._require(group)
-        d = self._dir(name)
-        if sig == SIGKILL and fs.exists(join(d, "cgroup.kill")):
-            fs.write(join(d, "cgroup.kill"), "1")  # atomic: kills the whole subtree, forks included
-            return
-        for _ in range(100):
-            pids = self.tasks(name, recursive=True)
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            if sig != SIGKILL:
-                return
-            time.sleep(0.002)
+        """cgroup.kill for SIGKILL (atomic: forks included), else each task in the subtree."""
+        dirs = self.directories(self._require(group))
+        if sig == SIGKILL:
+            teardown.kill_and_wait(dirs)
+        else:
+            teardown.signal_all(dirs, sig)
 
     # -- stats ------------------------------------------------------------------------
 

@@ -167,7 +167,6 @@ def _keep_fds(ctx: InitContext, extra: list[int]) -> None:
 
 def container_init(ctx: InitContext) -> NoReturn:
     """pid 1 of the container, until it execs the user's program."""
-    from . import process as proc_setup
     from .rootfs import RootfsBuilder
 
     ch = ctx.channel
@@ -204,16 +203,7 @@ def container_init(ctx: InitContext) -> NoReturn:
             sethostname(cfg.hostname)
         if cfg.domainname is not None:
             setdomainname(cfg.domainname)
-        _identity_and_limits(proc, cfg.personality, warnings)
-        env = proc_setup.build_env(proc)
-        exe = proc_setup.find_executable(proc.args[0], env)
-        _seccomp_while_privileged(ctx, proc)
-        proc_setup.finalize(proc)
-        _keep_fds(ctx, [fifo_fd, *ch.fds()])
-        for w in warnings:
-            ch.send("warning", message=w)
-        ch.send("ready")
-        ch.close()
+        exe, env = _become_the_process(ctx, proc, cfg.personality, warnings, [fifo_fd])
     except BaseException as err:
         _fail(ch, err)
     # From here on nobody listens on the sync socket: errors go to the container's stderr.
@@ -233,9 +223,34 @@ def container_init(ctx: InitContext) -> NoReturn:
         _load_seccomp(ctx, proc)
         os.execve(exe, list(proc.args), _env_dict(env))
     except BaseException as err:
-        sys.stderr.write(f"corral-runtime: {err}\n")
-        sys.stderr.flush()
-        os._exit(127 if isinstance(err, FileNotFoundError) else 1)
+        _die(err)
+
+
+def _die(err: BaseException) -> NoReturn:
+    """After "ready" nobody reads the sync pipe: report on the process's own stderr."""
+    sys.stderr.write(f"corral-runtime: {err}\n")
+    sys.stderr.flush()
+    os._exit(127 if isinstance(err, FileNotFoundError) else 1)
+
+
+def _become_the_process(
+    ctx: InitContext, proc: Process, personality: str | None, warnings: list[str], keep: list[int]
+) -> tuple[str, list[str]]:
+    """Limits, identity and capabilities; the program to exec; then report "ready".
+    Returns the executable's path and the environment."""
+    from . import process as proc_setup
+
+    _identity_and_limits(proc, personality, warnings)
+    env = proc_setup.build_env(proc)
+    exe = proc_setup.find_executable(proc.args[0], env)
+    _seccomp_while_privileged(ctx, proc)
+    proc_setup.finalize(proc)
+    _keep_fds(ctx, [*keep, *ctx.channel.fds()])
+    for w in warnings:
+        ctx.channel.send("warning", message=w)
+    ctx.channel.send("ready")
+    ctx.channel.close()
+    return exe, env
 
 
 def _new_session_keyring(ctx: InitContext, warnings: list[str]) -> None:
@@ -312,30 +327,17 @@ def _env_dict(env: list[str]) -> dict[str, str]:
 
 def exec_init(ctx: InitContext) -> NoReturn:
     """A process started by `exec` inside a running container."""
-    from . import process as proc_setup
-
     ch = ctx.channel
     proc = ctx.process
     warnings: list[str] = []
     try:
         if proc.terminal:
             _attach_terminal(ctx, proc, None)
-        _identity_and_limits(proc, None, warnings)
-        env = proc_setup.build_env(proc)
-        exe = proc_setup.find_executable(proc.args[0], env)
-        _seccomp_while_privileged(ctx, proc)
-        proc_setup.finalize(proc)
-        _keep_fds(ctx, [*ch.fds()])
-        for w in warnings:
-            ch.send("warning", message=w)
-        ch.send("ready")
-        ch.close()
+        exe, env = _become_the_process(ctx, proc, None, warnings, [])
     except BaseException as err:
         _fail(ch, err)
     try:
         _load_seccomp(ctx, proc)
         os.execve(exe, list(proc.args), _env_dict(env))
     except BaseException as err:
-        sys.stderr.write(f"corral-runtime: {err}\n")
-        sys.stderr.flush()
-        os._exit(127 if isinstance(err, FileNotFoundError) else 1)
+        _die(err)
