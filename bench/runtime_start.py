@@ -52,22 +52,26 @@ def cycle(
     spec["linux"]["cgroupsPath"] = f"{PARENT}/{cid}"  # a fresh group per cycle, as callers do
     (bundle / "config.json").write_text(json.dumps(spec))
     t0 = time.perf_counter()
-    subprocess.run(
-        [
-            binary,
-            "--root",
-            root,
-            "create",
-            "--bundle",
-            str(bundle),
-            "--pid-file",
-            str(pid_file),
-            cid,
-        ],
-        stdout=out,
-        stderr=out,
-        check=True,
-    )
+    # stderr to a file, not a pipe: the container's init keeps its stdio open after create.
+    with tempfile.TemporaryFile() as err:
+        created = subprocess.run(
+            [
+                binary,
+                "--root",
+                root,
+                "create",
+                "--bundle",
+                str(bundle),
+                "--pid-file",
+                str(pid_file),
+                cid,
+            ],
+            stdout=out,
+            stderr=err,
+        )
+        if created.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{cid}: create failed: {err.read().decode().strip()}")
     pid = int(pid_file.read_text())
     mem = None
     if measure_memory:
