@@ -262,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts, pos = parse_flags(cargs, COMMAND_FLAGS[command])
         if gopts.get("criu"):
             log.debug("--criu is accepted, but checkpoint/restore is not supported")
+        if gopts.get("rootless") == "true" and os.geteuid() != 0:
+            raise UsageError("--rootless true: Corral does not run rootless containers yet")
         return handler(gopts, opts, pos, log)
     except UsageError as err:
         log.error(f"corral-runtime {command}: {err}")
@@ -441,9 +443,12 @@ def cmd_update(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -
         return None if key not in o else parse_bytes(o[key], f"--{key}")
 
     pids = num("pids-limit")
-    for ignored in ("kernel-memory", "kernel-memory-tcp", "l3-cache-schema", "mem-bw-schema"):
-        if ignored in o:
-            log.warn(f"--{ignored} is not supported and was ignored")
+    for unsupported in ("l3-cache-schema", "mem-bw-schema"):
+        if unsupported in o:
+            raise UsageError(f"--{unsupported}: Intel RDT (resctrl) is not supported by Corral")
+    for ignored in ("kernel-memory", "kernel-memory-tcp"):
+        if ignored in o:  # deprecated by the kernel; runc ignores it as well
+            log.warn(f"--{ignored} is deprecated by the kernel and was ignored")
     raw = []
     if "cpu-rt-period" in o:
         raw.append(("cpu.rt_period_us", str(num("cpu-rt-period"))))
@@ -584,6 +589,10 @@ def cmd_exec(g: dict[str, Any], o: dict[str, Any], pos: list[str], log: Log) -> 
 
     if not pos:
         raise UsageError('"exec" requires the container id')
+    if o.get("cgroup"):
+        raise UsageError("--cgroup (exec into a sub-cgroup) is not supported by Corral")
+    if o.get("process-label") and not os.path.isdir("/sys/fs/selinux"):
+        raise UsageError("--process-label needs SELinux, which is not enabled on this host")
     rt = _runtime(g, log)
     cid, args = pos[0], pos[1:]
     process = build_exec_process(rt, cid, o, args)

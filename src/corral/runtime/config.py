@@ -174,7 +174,6 @@ class ContainerConfig:
     time_offsets: dict[str, tuple[int, int]]
     annotations: dict[str, str] = field(default_factory=dict)
     mount_label: str = ""
-    intel_rdt: bool = False
 
     def namespace(self, kind: str) -> Namespace | None:
         return next((ns for ns in self.namespaces if ns.type == kind), None)
@@ -311,6 +310,10 @@ def convert(spec: dict[str, Any], bundle: str) -> ContainerConfig:
     linux = top.obj("linux")
     namespaces = _namespaces(linux)
     process = _process(top.obj("process")) if top.has("process") else None
+    if linux.has("intelRdt"):
+        raise linux.fail("intelRdt", "Intel RDT (resctrl) is not supported by Corral")
+    if linux.text("mountLabel") and not os.path.isdir("/sys/fs/selinux"):
+        raise linux.fail("mountLabel", "a mount label needs SELinux, which is not enabled here")
     hostname = top.text("hostname")
     if hostname and not any(ns.type == "uts" for ns in namespaces):
         raise top.fail("hostname", "setting a hostname needs a new uts namespace")
@@ -339,7 +342,6 @@ def convert(spec: dict[str, Any], bundle: str) -> ContainerConfig:
         time_offsets=_time_offsets(linux),
         annotations=_str_map(top, "annotations"),
         mount_label=linux.text("mountLabel", "") or "",
-        intel_rdt=linux.has("intelRdt"),
     )
 
 

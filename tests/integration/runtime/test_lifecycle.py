@@ -403,3 +403,20 @@ def test_systemd_cgroup_is_accepted_and_explained(rt: RuntimeCLI, bundle: Any) -
     result = rt("--systemd-cgroup", "run", "--bundle", str(b.path), b.id, check=False)
     assert result.returncode == 0, result.stderr
     assert "no systemd cgroup driver" in result.stderr
+
+
+def test_unsupported_options_are_refused_clearly(rt: RuntimeCLI, bundle: Any) -> None:
+    if not rt.is_corral:
+        pytest.skip("what Corral does not support")
+    b = bundle(["true"])
+    b.spec["linux"]["intelRdt"] = {"closID": "x"}
+    b.write()
+    result = rt("run", "--bundle", str(b.path), b.id, check=False)
+    assert result.returncode != 0 and "intelRdt" in result.stderr
+    _nothing_left(rt, b.id)
+    b2 = bundle(["sleep", "60"])
+    rt("run", "-d", "--bundle", str(b2.path), b2.id)
+    refused = rt("exec", "--cgroup", "sub", b2.id, "true", check=False)
+    assert refused.returncode != 0 and "--cgroup" in refused.stderr
+    refused = rt("update", "--l3-cache-schema", "L3:0=f", b2.id, check=False)
+    assert refused.returncode != 0 and "resctrl" in refused.stderr
