@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -276,10 +277,20 @@ def _root_disk() -> tuple[int, int] | None:
 
 
 def test_io_throttle_and_io_stats(manager: Manager, group: str, tmp_path: Path) -> None:
-    disk = _root_disk()
-    if disk is None:
-        pytest.skip("/ is not on a block device")
-    major, minor = disk
+    """Direct I/O through a throttled disk is counted (io.max / blkio.throttle, io stats).
+    On this host: a file on the root filesystem's disk. In the v2 guest, whose root is no
+    block device: the scratch disk the guest runner attaches (CORRAL_TEST_BLOCK_DEVICE)."""
+    scratch = os.environ.get("CORRAL_TEST_BLOCK_DEVICE")
+    if scratch:
+        major, minor = (int(x) for x in scratch.split(":"))
+        target = tmp_path / "disk"
+        os.mknod(target, 0o600 | stat.S_IFBLK, os.makedev(major, minor))
+    else:
+        disk = _root_disk()
+        if disk is None:
+            pytest.skip("/ is not on a block device")
+        major, minor = disk
+        target = tmp_path / "data"  # a file on the root filesystem: direct I/O hits the disk
     v = _version(manager)
     manager.create(group, parse_params([f"device-write-bps={major}:{minor} 8M"], v))
     if v == 1:
@@ -287,8 +298,6 @@ def test_io_throttle_and_io_stats(manager: Manager, group: str, tmp_path: Path) 
         assert line == f"{major}:{minor} {8 << 20}"
     else:
         assert f"wbps={8 << 20}" in manager.get(group, "io.max")
-    # Direct I/O on a file of the root filesystem goes through the throttled disk.
-    target = tmp_path / "data"
     child = subprocess.Popen(
         ["sh", "-c", f"read go; exec dd if=/dev/zero of={target} bs=64k count=16 oflag=direct"],
         stdin=subprocess.PIPE,

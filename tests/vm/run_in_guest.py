@@ -36,6 +36,9 @@ INITRAMFS_CACHE = Path("/var/tmp/corral-vm")
 def _uml_argv(results: Path, memory: str) -> list[str] | None:
     if not os.path.exists(UML):
         return None
+    # A scratch disk (/dev/ubda, 98:0) for the I/O controller tests: hostfs is no block device.
+    with open(results / "disk.img", "wb") as disk:
+        disk.truncate(64 << 20)
     return [
         UML,
         f"mem={memory}",
@@ -46,6 +49,8 @@ def _uml_argv(results: Path, memory: str) -> list[str] | None:
         f"init={HERE / 'guest-init.sh'}",
         f"CORRAL_RESULTS_HOSTFS={results}",
         f"CORRAL_GUEST_WORKDIR={os.getcwd()}",
+        f"ubd0={results / 'disk.img'}",
+        "CORRAL_TEST_BLOCK_DEVICE=98:0",
         "con0=fd:0,fd:1",
         "con=null",
     ]

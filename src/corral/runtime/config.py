@@ -44,7 +44,8 @@ RECURSIVE_ATTRS: dict[str, tuple[int, int]] = {
     "rsymfollow": (0, 0x200000),
 }
 # Options that only make sense to the caller (docker, podman) and that runc ignores too.
-IGNORED_OPTIONS = {"tmpcopyup", "copy-symlink", "z", "Z", "U", "notmpcopyup", "idmap", "ridmap"}
+IGNORED_OPTIONS = {"tmpcopyup", "copy-symlink", "z", "Z", "U", "notmpcopyup"}
+UNSUPPORTED_OPTIONS = {"idmap", "ridmap"}  # idmapped mounts: not yet
 
 
 @record(frozen=True)
@@ -446,6 +447,8 @@ def _mount(m: _Reader) -> Mount:
     setattr_set = setattr_clear = 0
     plain: list[str] = []
     for opt in options:
+        if opt in UNSUPPORTED_OPTIONS or opt.startswith(("idmap=", "ridmap=")):
+            raise m.fail("options", f"{opt!r}: idmapped mounts are not supported by Corral yet")
         if opt in RECURSIVE_ATTRS:
             s, c = RECURSIVE_ATTRS[opt]
             setattr_set, setattr_clear = (setattr_set | s) & ~c, setattr_clear | c
