@@ -50,3 +50,16 @@ def become_terminal_session(slave: int) -> None:
         os.dup2(slave, fd)
     if slave > 2:
         os.close(slave)
+
+
+def proxy_pair() -> tuple[socket.socket, socket.socket]:
+    """For a terminal in the foreground: (our end, the end init sends the master over)."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
+def take_master(ours: socket.socket) -> int:
+    """Receive the pty master on our end of a proxy_pair, and close that end."""
+    try:
+        return receive_master(ours)
+    finally:
+        ours.close()

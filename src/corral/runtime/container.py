@@ -147,7 +147,7 @@ class Runtime:
         state = self.store.load(container_id)
         require(
             current_status(state),
-            (Status.CREATED, Status.RUNNING, Status.PAUSED),
+            Status.LIVE,
             "get stats of",
             container_id,
         )
@@ -189,7 +189,7 @@ class Runtime:
                 return
             if status == Status.STOPPED:
                 raise InvalidState(f"container {container_id!r} is not running")
-            require(status, (Status.CREATED, Status.RUNNING, Status.PAUSED), "kill", container_id)
+            require(status, Status.LIVE, "kill", container_id)
             from corral.kernel.process import pidfd_open, pidfd_send_signal
 
             try:
@@ -233,7 +233,7 @@ class Runtime:
             state = self.store.load(container_id)
             require(
                 current_status(state),
-                (Status.CREATED, Status.RUNNING, Status.PAUSED),
+                Status.LIVE,
                 "update",
                 container_id,
             )

@@ -249,9 +249,9 @@ def run(
     spec, _ = load_bundle(bundle)
     wants_tty = bool((spec.get("process") or {}).get("terminal"))
     if wants_tty and not console_socket and not detach:
-        import socket
+        from .console import proxy_pair
 
-        proxy, console_pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        proxy, console_pair = proxy_pair()
     try:
         state = create(
             rt,
@@ -270,10 +270,9 @@ def run(
         raise
     master = None
     if proxy is not None:
-        from .console import receive_master
+        from .console import take_master
 
-        master = receive_master(proxy)
-        proxy.close()
+        master = take_master(proxy)
     try:
         rt.start(container_id)
     except BaseException:
@@ -317,9 +316,9 @@ def exec_process(
         elif detach:
             raise ContainerError("exec --tty --detach needs --console-socket")
         else:
-            import socket
+            from .console import proxy_pair
 
-            proxy, console = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            proxy, console = proxy_pair()
     if not detach:
         prctl.set_child_subreaper(True)
     ours, theirs = Channel.pair()
@@ -375,10 +374,9 @@ def exec_process(
         write_pid_file(pid_file, pid)
     master = None
     if proxy is not None:
-        from .console import receive_master
+        from .console import take_master
 
-        master = receive_master(proxy)
-        proxy.close()
+        master = take_master(proxy)
     if detach:
         return 0
     return wait_foreground(pid, master)

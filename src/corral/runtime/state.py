@@ -35,6 +35,8 @@ class Status:
     PAUSED = "paused"
     STOPPED = "stopped"
 
+    LIVE = (CREATED, RUNNING, PAUSED)  # a process exists: it can be signalled, updated, read
+
 
 def validate_id(container_id: str) -> str:
     if not container_id:

@@ -608,3 +608,37 @@ def test_cpuset_binds_the_container(rt: RuntimeCLI, bundle: Any) -> None:
     b = bundle(["grep", "Cpus_allowed_list", "/proc/self/status"])
     b.spec["linux"]["resources"] = {"cpu": {"cpus": str(cpu), "mems": "0"}}
     assert run(rt, b).stdout.split() == ["Cpus_allowed_list:", str(cpu)]
+
+
+def test_run_with_terminal_in_the_foreground(rt: RuntimeCLI, bundle: Any) -> None:
+    """No --console-socket: the runtime itself relays between its terminal and the container's."""
+    import pty
+    import select
+
+    b = bundle(["sh", "-c", "test -t 0 && echo in-a-tty; exit 3"])
+    b.spec["process"]["terminal"] = True
+    b.write()
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [rt.binary, "--root", str(rt.root), "run", "--bundle", str(b.path), b.id],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    out = b""
+    try:
+        while proc.poll() is None or select.select([master], [], [], 0.2)[0]:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+        assert proc.wait(30) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert b"in-a-tty" in out
