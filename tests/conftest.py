@@ -17,6 +17,9 @@ TEST_PARENT = f"corral-test-{os.getpid()}"
 os.environ["CORRAL_CGROUP_PARENT"] = TEST_PARENT
 TEST_STATE = Path(f"/run/corral-test-{os.getpid()}")
 os.environ["CORRAL_ROOT"] = str(TEST_STATE)
+# Images and containers of this run: never the machine's /var/lib/corral.
+TEST_DATA = Path(f"/var/tmp/corral-test-data-{os.getpid()}")
+os.environ["CORRAL_DATA_ROOT"] = str(TEST_DATA)
 
 IS_ROOT = os.geteuid() == 0
 
@@ -80,4 +83,8 @@ def leak_check() -> Iterator[None]:
         import shutil
 
         shutil.rmtree(TEST_STATE, ignore_errors=True)
+    if TEST_DATA.exists():
+        import shutil
+
+        shutil.rmtree(TEST_DATA, ignore_errors=True)
     assert not problems, "leak check failed:\n  " + "\n  ".join(problems)

@@ -73,3 +73,27 @@ class InvalidState(ContainerError):
 
 class HookFailed(ContainerError):
     """A lifecycle hook exited non-zero, timed out or could not be run."""
+
+
+class ImageError(CorralError):
+    """Anything wrong in the image layer: store, registry, layers."""
+
+
+class ImageNotFound(ImageError):
+    """No image in the store answers to that name or id."""
+
+
+class ImageInUse(ImageError):
+    """The image backs a container (a snapshot holds it)."""
+
+
+class DigestMismatch(ImageError):
+    """Content whose digest is not the one it was fetched or stored under."""
+
+
+class RegistryError(ImageError):
+    """The registry answered with an error, or could not be reached."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry refused the credentials (or asked for some and there were none)."""

@@ -8,7 +8,7 @@ import sys
 from corral import __version__
 from corral.errors import CorralError
 
-from . import cgroup
+from . import cgroup, image
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,7 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where Corral puts its cgroups: relative to the cgroup Corral runs in, or an "
         "absolute cgroup path (default: $CORRAL_CGROUP_PARENT or 'corral')",
     )
+    parser.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="where Corral keeps images and containers (default: $CORRAL_DATA_ROOT or "
+        "/var/lib/corral)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    image.register(sub)
     cgroup.register(sub)
     return parser
 

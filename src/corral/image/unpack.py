@@ -23,7 +23,8 @@ import shutil
 import stat
 import tarfile
 
-from corral.errors import CorralError
+from corral.errors import ImageError
+from corral.image.compression import decompressed, is_corrupt_stream
 from corral.structs import record
 
 TYPE_CHECKING = False
@@ -37,7 +38,7 @@ DEFAULT_MAX_ENTRIES = 2_000_000
 _CHUNK = 1 << 20
 
 
-class LayerError(CorralError):
+class LayerError(ImageError):
     """A layer that is malformed, unsafe, or too large."""
 
 
@@ -126,7 +127,7 @@ def unpack_layer(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> UnpackStats:
-    """Unpack a (possibly gzip-compressed) tar stream into `dest`.
+    """Unpack a tar stream (plain, gzip or zstd) into `dest`.
 
     overlay=True: `dest` becomes one layer of an overlay stack (whiteouts written in
     overlay's form); False: entries are applied onto the existing tree in `dest`.
@@ -138,7 +139,7 @@ def unpack_layer(
     if fresh:
         os.makedirs(work, 0o755)
     try:
-        stats = _unpack(stream, work, overlay, max_bytes, max_entries)
+        stats = unpack_tar(decompressed(stream), work, overlay, max_bytes, max_entries)
     except BaseException:
         if fresh:
             shutil.rmtree(work, ignore_errors=True)
@@ -148,15 +149,20 @@ def unpack_layer(
     return stats
 
 
-def _unpack(
-    stream: BinaryIO, root: str, overlay: bool, max_bytes: int, max_entries: int
+def unpack_tar(
+    stream: BinaryIO,
+    root: str,
+    overlay: bool = True,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> UnpackStats:
+    """Unpack an uncompressed tar stream into the existing directory `root`."""
     stats = UnpackStats()
     tree = _Tree(root)
     dir_times: list[tuple[str, int]] = []
     try:
         try:
-            archive = tarfile.open(fileobj=stream, mode="r|*")  # noqa: SIM115 - `with` below
+            archive = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - `with` below
         except tarfile.TarError as err:
             raise LayerError(f"not a tar layer: {err}") from err
         with archive:
@@ -177,6 +183,10 @@ def _unpack(
                 os.close(fd)
     except tarfile.TarError as err:
         raise LayerError(f"corrupt layer: {err}") from err
+    except Exception as err:
+        if is_corrupt_stream(err):
+            raise LayerError(f"corrupt layer: {err}") from err
+        raise
     finally:
         tree.close()
     return stats
