@@ -129,3 +129,10 @@ def test_credentials_file_lookup(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(auth.RegistryAuthError, match="not valid JSON"):
         auth.lookup("docker.io", str(path))
+
+
+def test_cli_archive_formats_match_the_library() -> None:
+    from corral.cli.image import ARCHIVE_FORMATS
+    from corral.image.archive import FORMATS
+
+    assert ARCHIVE_FORMATS == FORMATS

@@ -11,17 +11,21 @@ import sys
 from typing import Any
 
 from corral.errors import ImageError
-from corral.image import archive, auth, reference
-from corral.image.progress import for_stream
-from corral.image.pull import PullOptions, pull
-from corral.image.registry import Registry
-from corral.image.store import Image, Store
-from corral.oci import image as spec
 
 from .render import emit_json, table
 
+# The image modules load when a command runs, not when `corral` starts: most of them pull
+# in http.client, ssl, tarfile and threads, which cost tens of ms on every other verb.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from corral.image.store import Image, Store
+
+ARCHIVE_FORMATS = ("docker-archive", "oci-archive")  # = corral.image.archive.FORMATS
+
 
 def store_of(args: argparse.Namespace) -> Store:
+    from corral.image.store import Store
+
     root = getattr(args, "data_root", None)
     return Store(os.path.join(root, "image") if root else None)
 
@@ -122,7 +126,7 @@ def _load(p: argparse.ArgumentParser) -> None:
 def _save(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
-    p.add_argument("--format", choices=archive.FORMATS, default=archive.DOCKER_ARCHIVE)
+    p.add_argument("--format", choices=ARCHIVE_FORMATS, default=ARCHIVE_FORMATS[0])
     p.set_defaults(func=cmd_save)
 
 
@@ -130,6 +134,11 @@ def _save(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    from corral.image import reference
+    from corral.image.progress import for_stream
+    from corral.image.pull import PullOptions, pull
+    from corral.oci import image as spec
+
     options = PullOptions(
         platform=spec.parse_platform(args.platform) if args.platform else None,
         authfile=args.authfile,
@@ -145,6 +154,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def _rows(store: Store, repository: str | None) -> list[tuple[str, str, str | None, Image]]:
     """(repository, tag, digest, image) per name; dangling images once with <none>."""
+    from corral.image import reference
+
     want = reference.parse(repository, default_tag=False).name if repository else None
     rows: list[tuple[str, str, str | None, Image]] = []
     for img in store.images():
@@ -221,6 +232,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from corral.image import archive
+    from corral.image.progress import for_stream
+
     store = store_of(args)
     progress = for_stream(sys.stderr, True)
     if args.input:
@@ -236,6 +250,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
+    from corral.image import archive
+
     store = store_of(args)
     if args.output:
         tmp = f"{args.output}.tmp{os.getpid()}"
@@ -255,6 +271,8 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 def inspect_doc(img: Image) -> dict[str, Any]:
     """The fields of `docker image inspect` that scripts read."""
+    from corral.image import reference
+
     config = img.config
     repo_digests = []
     if img.repository:
@@ -356,6 +374,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    from corral.image import auth
+    from corral.image.registry import Registry
+
     username = args.username or input("Username: ")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -373,6 +394,8 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
+    from corral.image import auth
+
     if auth.erase(args.server, args.authfile):
         print(f"Removed login credentials for {args.server}")
         return 0

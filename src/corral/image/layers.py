@@ -8,13 +8,12 @@ each other and the loser finds the work done.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import IO, BinaryIO, Protocol
 
 from corral.errors import DigestMismatch, ImageError, RegistryError
 from corral.image.compression import HashingReader, decompressed
 from corral.image.progress import Progress
-from corral.image.registry import BlobReader
 from corral.image.store import Ingest, Store
 from corral.image.unpack import unpack_tar
 
@@ -76,56 +75,6 @@ def unpack_verified(compressed: BinaryIO | Source, work: str, diff_id: str, max_
     if plain.digest() != diff_id:
         raise DigestMismatch(f"layer {diff_id}: uncompressed content has digest {plain.digest()}")
     return stats.bytes
-
-
-class RegistrySource:
-    """The blob's bytes: first what an interrupted pull left in the partial file, then the
-    rest from the registry (a Range request), each new chunk appended to the partial."""
-
-    def __init__(self, ingest: Ingest, net: BlobReader, progress: Progress) -> None:
-        self.ingest = ingest
-        self.net = net
-        self.progress = progress
-        self._resumed: Iterator[bytes] | None = ingest.resume()
-        self._pending = b""
-        self._skip = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            n = 1 << 20
-        if self._pending:
-            out, self._pending = self._pending[:n], self._pending[n:]
-            return out
-        if self._resumed is not None:
-            chunk = next(self._resumed, None)
-            if chunk is not None:
-                self.progress.advance(self.ingest.digest, len(chunk))
-                out, self._pending = chunk[:n], chunk[n:]
-                return out
-            self._resumed = None
-            self.net.position = self.ingest.hash_count
-            start = self.net.open()
-            self._skip = self.ingest.hash_count - start  # server ignored Range: skip what we have
-        while True:
-            data = self.net.read(max(n, 1 << 16) if self._skip else n)
-            if not data:
-                if self._skip:
-                    raise ImageError(f"blob {self.ingest.digest}: shorter than before")
-                return b""
-            if self._skip:
-                drop = min(self._skip, len(data))
-                self._skip -= drop
-                data = data[drop:]
-                if not data:
-                    continue
-            self.ingest.write(data)
-            self.progress.advance(self.ingest.digest, len(data))
-            return data
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-        self.net.close()
 
 
 class FileSource:

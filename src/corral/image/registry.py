@@ -107,11 +107,12 @@ class Registry:
     # ----- connections ---------------------------------------------------------------------
 
     def _context(self, verify: bool) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if not verify:
+        if not verify:  # no CA bundle to load (it costs ~20 ms)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
             return ctx
+        ctx = ssl.create_default_context()
         for ca in sorted(glob.glob(os.path.join(self.certs_dir, self.host, "*.crt"))):
             ctx.load_verify_locations(ca)
         return ctx
