@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.bundles import busybox_rootfs
-from tests.images import Layout, RegistryServer, registry, tar_of, tar_of_dir
+from tests.images import Layout, registry, tar_of, tar_of_dir
 
 from corral.image import snapshot
 from corral.image.store import Store
@@ -289,7 +289,8 @@ def main() -> int:
                 server.push(layout.root, tag, f"bench/{tag}:latest")
             size = sum(f.stat().st_size for f in (WORK / "registry").rglob("data")) / 1e6
             print(
-                f"registry {server.host}: {size:.0f} MB of blobs; {args.runs} runs per tool and image"
+                f"registry {server.host}: {size:.0f} MB of blobs; "
+                f"{args.runs} runs per tool and image"
             )
             results: dict[tuple[str, str], float] = {}
             for image in ("debian", "busybox"):
