@@ -170,3 +170,51 @@ def test_not_a_tar(tmp_path: Path) -> None:
     with pytest.raises(LayerError, match="not a tar layer"):
         unpack_layer(io.BytesIO(b"this is not a tar file at all" * 50), str(tmp_path / "x"))
     assert os.listdir(tmp_path) == []
+
+
+def _many(prefix: str, n: int = 300) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    """Enough small files that the parallel creators have work in flight."""
+    return [entry(f"{prefix}/f{i}", data=b"%d" % i) for i in range(n)]
+
+
+def test_parallel_creation_keeps_the_sequential_outcome(tmp_path: Path) -> None:
+    """Into a fresh layer small files and symlinks are created on worker threads; the
+    entries whose outcome depends on order must still come out as a sequential walk's."""
+    entries = [
+        entry("d", tarfile.DIRTYPE),
+        *_many("d"),
+        entry("dup", data=b"first"),
+        *_many("d2", 50),
+        entry("dup", data=b"second"),  # the same path twice: the last one wins
+        entry("target", data=b"linked"),
+        entry("hard", tarfile.LNKTYPE, linkname="target"),  # right after its target
+        entry("sym", tarfile.SYMTYPE, linkname="target"),
+        entry("sym", data=b"replaces the symlink"),
+        entry("d/f7", data=b"rewritten"),
+    ]
+    dest = tmp_path / "layer"
+    stats = unpack_layer(layer(entries), str(dest))
+    assert stats.entries == len(entries)
+    assert (dest / "dup").read_bytes() == b"second"
+    assert os.stat(dest / "hard").st_ino == os.stat(dest / "target").st_ino
+    assert (
+        not (dest / "sym").is_symlink() and (dest / "sym").read_bytes() == b"replaces the symlink"
+    )
+    assert (dest / "d/f7").read_bytes() == b"rewritten"
+    assert (dest / "d/f299").read_bytes() == b"299"
+    assert len(os.listdir(dest / "d")) == 300
+
+
+def test_parallel_creation_never_writes_through_a_pending_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    entries = [
+        *_many("busy"),
+        entry("ln", tarfile.SYMTYPE, linkname=str(outside)),  # still being created...
+        entry("ln/escape", data=b"x"),  # ...when this entry asks for its parent
+    ]
+    dest = tmp_path / "layers" / "l"
+    dest.parent.mkdir()
+    with pytest.raises(LayerError, match="is not a directory"):
+        unpack_layer(layer(entries), str(dest))
+    assert os.listdir(outside) == [] and os.listdir(dest.parent) == []

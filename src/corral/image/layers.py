@@ -70,7 +70,7 @@ def store_layer(
 def unpack_verified(compressed: BinaryIO | Source, work: str, diff_id: str, max_bytes: int) -> int:
     """Inflate and unpack into `work`; the uncompressed stream must hash to `diff_id`."""
     plain = HashingReader(decompressed(compressed))  # type: ignore[arg-type]
-    stats = unpack_tar(plain, work, overlay=True, max_bytes=max_bytes)  # type: ignore[arg-type]
+    stats = unpack_tar(plain, work, overlay=True, max_bytes=max_bytes, fresh=True)  # type: ignore[arg-type]
     plain.drain()
     if plain.digest() != diff_id:
         raise DigestMismatch(f"layer {diff_id}: uncompressed content has digest {plain.digest()}")

@@ -22,6 +22,8 @@ import os
 import shutil
 import stat
 import tarfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from corral.errors import ImageError
 from corral.image.compression import decompressed, is_corrupt_stream
@@ -139,7 +141,7 @@ def unpack_layer(
     if fresh:
         os.makedirs(work, 0o755)
     try:
-        stats = unpack_tar(decompressed(stream), work, overlay, max_bytes, max_entries)
+        stats = unpack_tar(decompressed(stream), work, overlay, max_bytes, max_entries, fresh=fresh)
     except BaseException:
         if fresh:
             shutil.rmtree(work, ignore_errors=True)
@@ -155,11 +157,17 @@ def unpack_tar(
     overlay: bool = True,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_entries: int = DEFAULT_MAX_ENTRIES,
+    *,
+    fresh: bool = False,
 ) -> UnpackStats:
-    """Unpack an uncompressed tar stream into the existing directory `root`."""
+    """Unpack an uncompressed tar stream into the existing directory `root`.
+
+    fresh=True promises that `root` is empty: then new files and symlinks are created by a
+    few worker threads while this one reads on (see _Leaves)."""
     stats = UnpackStats()
     tree = _Tree(root)
     dir_times: list[tuple[str, int]] = []
+    leaves = _Leaves(tree) if fresh else None
     try:
         try:
             archive = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - `with` below
@@ -173,7 +181,11 @@ def unpack_tar(
                 path = normalise(member.name)
                 if not path:
                     continue  # the root itself
+                if leaves is not None and leaves.take(archive, member, path, stats, max_bytes):
+                    continue
                 _entry(tree, archive, member, path, overlay, stats, max_bytes, dir_times)
+        if leaves is not None:
+            leaves.finish()
         # Directory mtimes last: adding entries changed them.
         for path, mtime in reversed(dir_times):
             fd, name = tree.parent(path, path, create=False)
@@ -188,8 +200,104 @@ def unpack_tar(
             raise LayerError(f"corrupt layer: {err}") from err
         raise
     finally:
+        if leaves is not None:
+            leaves.abandon()
         tree.close()
     return stats
+
+
+class _Leaves:
+    """Creates new regular files and symlinks on worker threads.
+
+    Creating an inode costs far more than parsing its tar header (on some hosts ~0.5 ms of
+    kernel time each), and the kernel does it in parallel, so a layer of many small files
+    unpacks faster when the creations overlap. Only entries whose outcome cannot depend on
+    order are handed out: into a fresh layer, a path not seen before, not a whiteout, a
+    small file (its bytes are read here, from the sequential stream). Anything else — a
+    directory, a hard link, a path seen before, a path below a pending leaf — first waits
+    for every pending creation, so the result is exactly that of the sequential walk.
+    """
+
+    WORKERS = 3
+    SMALL = 1 << 20
+    IN_FLIGHT = 256
+
+    def __init__(self, tree: _Tree) -> None:
+        self.tree = tree
+        self.seen: set[str] = set()
+        self.pending: set[str] = set()
+        self.futures: list[Future[None]] = []
+        self.slots = threading.BoundedSemaphore(self.IN_FLIGHT)
+        self.pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="unpack")
+
+    def take(
+        self,
+        archive: tarfile.TarFile,
+        m: tarfile.TarInfo,
+        path: str,
+        stats: UnpackStats,
+        max_bytes: int,
+    ) -> bool:
+        """Handle `m` on a worker if that is safe; False: the caller handles it (in order)."""
+        base = path.rsplit("/", 1)[-1]
+        simple = (m.isreg() and m.size <= self.SMALL) or m.issym()
+        if not simple or path in self.seen or base.startswith(WHITEOUT_PREFIX):
+            self.finish()
+            self.seen.add(path)
+            return False
+        if self.pending and self._below_pending(path):
+            self.finish()
+        self.seen.add(path)
+        data = b""
+        if m.isreg():
+            stats.bytes += m.size
+            if stats.bytes > max_bytes:
+                raise LayerError(f"layer expands to more than {max_bytes} bytes")
+            src = archive.extractfile(m)
+            assert src is not None
+            data = src.read()
+        fd, name = self.tree.parent(path, m.name)
+        self.slots.acquire()
+        self.pending.add(path)
+        self.futures.append(self.pool.submit(self._create, fd, name, m, data))
+        return True
+
+    def _below_pending(self, path: str) -> bool:
+        parts = path.split("/")
+        return any("/".join(parts[:i]) in self.pending for i in range(1, len(parts)))
+
+    def _create(self, fd: int, name: str, m: tarfile.TarInfo, data: bytes) -> None:
+        try:
+            if m.issym():
+                os.symlink(m.linkname, name, dir_fd=fd)
+            else:
+                out = os.open(
+                    name,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=fd,
+                )
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(out, view) :]
+                finally:
+                    os.close(out)
+            _attributes(fd, name, m)
+        finally:
+            os.close(fd)
+            self.slots.release()
+
+    def finish(self) -> None:
+        """Wait for every pending creation; raise the first failure."""
+        futures, self.futures = self.futures, []
+        self.pending.clear()
+        for future in futures:
+            future.result()
+
+    def abandon(self) -> None:
+        """Let queued creations run out (each closes its fd), then stop the workers."""
+        self.pool.shutdown(wait=True)
 
 
 def _entry(
