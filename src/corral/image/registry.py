@@ -374,12 +374,15 @@ class BlobReader:
         self.position = offset
         self._resp: Response | None = None
         self.start_offset = offset
+        self.end: int | None = None
         self.retries = 0
 
     def open(self) -> int:
         """Connects; returns where the data starts (0 if the resume was refused)."""
         self._resp, self.position = self.registry.open_blob(self.repo, self.digest, self.position)
         self.start_offset = self.position
+        length = self._resp.header("Content-Length")
+        self.end = self.position + int(length) if length and length.isdigit() else None
         return self.position
 
     def read(self, n: int = _CHUNK) -> bytes:
@@ -389,6 +392,11 @@ class BlobReader:
             assert self._resp is not None
             try:
                 data = self._resp.read(n)
+                if not data and n and self.end is not None and self.position < self.end:
+                    # http.client reports a connection closed early as a plain EOF
+                    raise ConnectionResetError(
+                        f"connection closed at byte {self.position} of {self.end}"
+                    )
                 self.position += len(data)
                 return data
             except _TRANSIENT as err:

@@ -275,3 +275,84 @@ def test_bad_platform_string(seeded: RegistryServer, data_root: Path) -> None:
     )
     assert result.returncode != 0 and "expected os/arch[/variant]" in result.stderr
     assert ImageFormatError.__name__  # raised through the CLI as a clear error
+
+
+def test_dropped_connection_mid_blob_is_resumed(seeded: RegistryServer, store: Store) -> None:
+    from tests.images import CuttingProxy
+
+    proxy = CuttingProxy(seeded.port, cut_after=4 << 20)
+    try:
+        img = pull(store, f"{proxy.host}/test/big")
+    finally:
+        proxy.stop()
+    assert proxy.cuts == 1
+    assert store.has_layer(img.diff_ids[0])
+    assert any('" 206 ' in line for line in seeded.blob_gets(img.layers[0]["digest"]))
+
+
+def test_docker_schema2_manifests(seeded: RegistryServer, store: Store) -> None:
+    """skopeo --format v2s2 converts to Docker's media types on the way in."""
+    from tests.integration.images.conftest import F
+
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "-q",
+            "--format",
+            "v2s2",
+            "--dest-tls-verify=false",
+            f"oci:{F['layout'].root}:layered",
+            f"docker://{seeded.host}/test/v2s2:latest",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    img = pull(store, f"{seeded.host}/test/v2s2")
+    assert img.manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert img.layers[0]["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    assert len(img.diff_ids) == 3 and all(store.has_layer(d) for d in img.diff_ids)
+
+
+def test_history(seeded: RegistryServer, data_root: Path) -> None:
+    name = f"{seeded.host}/test/layered"
+    corral(data_root, "pull", "-q", name)
+    lines = corral(data_root, "image", "history", name).stdout.splitlines()
+    assert lines[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+    assert [line.split()[-2] if "layer" in line else None for line in lines[1:]]
+    rows = json.loads(corral(data_root, "image", "history", "--format", "json", name).stdout)
+    assert [r["CreatedBy"] for r in rows] == ["layer 2", "layer 1", "layer 0"]  # newest first
+    assert all(r["Size"] > 0 for r in rows)
+
+
+def test_progress_bars_on_a_terminal(seeded: RegistryServer, data_root: Path) -> None:
+    """Under a pty: bars redrawn in place (cursor movement), not a line per state."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "corral.cli.main",
+                "--data-root",
+                str(data_root),
+                "pull",
+                f"{seeded.host}/test/big",
+            ],
+        )
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    assert b"\x1b[" in out and b"Downloading [" in out and b"Pull complete" in out
