@@ -8,7 +8,7 @@ import sys
 from corral import __version__
 from corral.errors import CorralError
 
-from . import cgroup, image
+from . import cgroup, container, image
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "/var/lib/corral)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    container.register(sub)
     image.register(sub)
     cgroup.register(sub)
     return parser
@@ -46,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except CorralError as err:
         print(f"corral: error: {err}", file=sys.stderr)
-        return 1
+        failed: int = getattr(args, "error_code", 1)  # 125 for run/create/exec, as docker
+        return failed
     except KeyboardInterrupt:
         return 130
     return code

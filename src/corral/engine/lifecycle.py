@@ -1,0 +1,373 @@
+"""Container operations: create (image -> snapshot -> OCI bundle), start (spawn the
+monitor), stop, kill, remove, exec, and the truth about a container's status worked out
+from its records and the kernel (a monitor or init killed with -9 cannot lie to `ps`).
+
+Ordering rule: every step is recorded before it acts, and every undo tolerates a step
+that never happened, so `remove_everything` cleans up after a crash at any point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from corral import fastjson
+from corral.engine import ocispec
+from corral.engine.model import ContainerSpec, ContainerState, Status
+from corral.engine.runtimes import Runtime, RuntimeFailed, parse_signal
+from corral.engine.store import ContainerStore
+from corral.engine.volumes import Volumes, oci_mounts
+from corral.errors import ContainerError, InvalidState
+
+MONITOR_START_TIMEOUT = 60.0
+
+
+def now() -> str:
+    return stamp(time.time())
+
+
+def stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
+
+
+def image_store(data_root: str) -> Any:
+    from corral.image.store import Store
+
+    return Store(os.path.join(data_root, "image"))
+
+
+# ----- create -------------------------------------------------------------------------------
+
+
+def create(data_root: str, spec: ContainerSpec, image: Any) -> str:
+    """Record the container, make its rootfs snapshot and its OCI bundle. On any failure
+    nothing is left (no directory, name, snapshot or mount)."""
+    from corral.image import snapshot
+
+    store = ContainerStore(data_root)
+    spec.image_id = image.id
+    spec.created = now()
+    if spec.runtime:
+        Runtime(spec.runtime)  # resolve now: a bad --runtime is an error before anything exists
+    cid = store.create(spec)
+    try:
+        images = image_store(data_root)
+        rootfs = snapshot.prepare(images, image, cid)
+        _write_bundle(data_root, cid, spec, image.config, rootfs)
+        with store.lock(cid):
+            state = store.load_state(cid)
+            state.snapshot_mounted = True
+            store.save_state(cid, state)
+    except BaseException:
+        remove_everything(data_root, cid, remove_volumes=True)
+        raise
+    return cid
+
+
+def _write_bundle(
+    data_root: str, cid: str, spec: ContainerSpec, image_config: dict[str, Any], rootfs: str
+) -> None:
+    store = ContainerStore(data_root)
+    mounts = oci_mounts(spec.mounts, Volumes(data_root))
+    store.save_spec(cid, spec)  # anonymous volumes got their names
+    init = None
+    if spec.init:
+        init = "/usr/bin/tini-static"
+        if not os.path.exists(init):
+            raise ContainerError("--init needs tini (Debian: apt-get install tini)")
+    config = ocispec.build(spec, image_config, rootfs, cid, store.dir(cid), mounts, init)
+    path = os.path.join(store.bundle(cid), "config.json")
+    with open(path + ".tmp", "w") as f:
+        f.write(fastjson.dumps(config))
+    os.replace(path + ".tmp", path)
+
+
+def mount_rootfs(data_root: str, cid: str) -> None:
+    from corral.image import snapshot
+
+    images = image_store(data_root)
+    rootfs = snapshot.rootfs_path(images, cid)
+    if os.path.isdir(os.path.join(images.snapshots_dir, cid, "upper")) and not snapshot.is_mounted(
+        rootfs
+    ):
+        snapshot.mount(images, cid)
+
+
+def unmount_rootfs(data_root: str, cid: str) -> None:
+    from corral.image import snapshot
+
+    images = image_store(data_root)
+    if os.path.isdir(os.path.join(images.snapshots_dir, cid, "upper")):
+        snapshot.unmount(images, cid)
+
+
+# ----- status ----------------------------------------------------------------------------------
+
+
+def alive(pid: int, start: int) -> bool:
+    from corral.runtime.state import process_alive
+
+    return process_alive(pid, start)
+
+
+def current(store: ContainerStore, cid: str) -> ContainerState:
+    """The state as recorded, corrected by what the kernel says."""
+    state = store.load_state(cid)
+    monitor_alive = alive(state.monitor_pid, state.monitor_start)
+    if state.status in (Status.RUNNING, Status.PAUSED):
+        if not alive(state.pid, state.pid_start) and not monitor_alive:
+            state.status = Status.EXITED  # died while nobody watched: the code is unknown
+            state.exit_code = state.exit_code or 255
+            state.error = state.error or "the container's monitor was killed"
+    elif state.status == Status.RESTARTING and not monitor_alive:
+        state.status = Status.EXITED
+    return state
+
+
+# ----- start ------------------------------------------------------------------------------------
+
+
+def spawn_monitor(data_root: str, cid: str, client: Any = None) -> int:
+    """Start the container's monitor; wait until the container runs. Returns its pid; a
+    start failure raises RuntimeFailed with docker's exit code (125, 126, 127)."""
+    store = ContainerStore(data_root)
+    with store.lock(cid):
+        state = current(store, cid)
+        if state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+            raise InvalidState(f"container {cid[:12]} is already {state.status}")
+        state.stop_requested = False
+        state.status = Status.CREATED if not state.started_at else state.status
+        store.save_state(cid, state)
+    import corral
+
+    pkg_parent = os.path.dirname(os.path.dirname(corral.__file__))
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    fds = [status_w]
+    client_fd = "-"
+    if client is not None:
+        fds.append(client.fileno())
+        client_fd = str(client.fileno())
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from corral.engine.monitor import main; sys.exit(main(sys.argv[2:]))"
+    )
+    log = open(os.path.join(store.dir(cid), "monitor.log"), "ab")  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                code,
+                pkg_parent,
+                data_root,
+                cid,
+                client_fd,
+                str(status_w),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=fds,
+            env={k: v for k, v in os.environ.items() if k.startswith(("CORRAL_", "PATH"))},
+        )
+    finally:
+        log.close()
+        os.close(status_w)
+    proc.wait()  # the monitor forks itself away at once: no zombie, no child of ours
+    with os.fdopen(status_r, "rb") as f:
+        line = f.readline().decode().strip()
+    if line.startswith("started"):
+        return int(line.split()[1])
+    if line.startswith("error"):
+        _, code_text, message = [*line.split(" ", 2), ""][:3]
+        raise RuntimeFailed(message, int(code_text))
+    raise RuntimeFailed("the monitor exited before starting the container (see monitor.log)")
+
+
+# ----- stop, kill ------------------------------------------------------------------------------
+
+
+def _runtime(spec: ContainerSpec) -> Runtime:
+    return Runtime(spec.runtime)
+
+
+def kill(data_root: str, cid: str, sig: str | int = "KILL", *, user: bool = True) -> None:
+    store = ContainerStore(data_root)
+    spec = store.load_spec(cid)
+    with store.lock(cid):
+        state = current(store, cid)
+        if state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+            raise InvalidState(f"container {cid[:12]} is not running")
+        if user:
+            state.stop_requested = True
+            store.save_state(cid, state)
+    number = parse_signal(str(sig)) if not isinstance(sig, int) else sig
+    if state.status == Status.RESTARTING:
+        return  # the monitor sees stop_requested and does not start it again
+    try:
+        _runtime(spec).kill(cid, number)
+    except RuntimeFailed:
+        os.kill(state.pid, number)  # the runtime lost it; the pid is checked alive above
+    if state.status == Status.PAUSED and number == signal.SIGKILL:
+        with contextlib.suppress(RuntimeFailed):
+            _runtime(spec).resume(cid)
+
+
+def wait_exit(data_root: str, cid: str, timeout: float | None = None) -> ContainerState:
+    """Until the container is neither running nor restarting (by its monitor's record, or
+    by the kernel when the monitor is gone), or the timeout passes."""
+    store = ContainerStore(data_root)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        state = current(store, cid)
+        if state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+            return state
+        if deadline is not None and time.monotonic() > deadline:
+            return state
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def stop(data_root: str, cid: str, timeout: int | None = None) -> None:
+    store = ContainerStore(data_root)
+    spec = store.load_spec(cid)
+    state = current(store, cid)
+    if state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+        with store.lock(cid):
+            state = store.load_state(cid)
+            state.stop_requested = True
+            store.save_state(cid, state)
+        return  # docker: stopping a stopped container is not an error
+    grace = (
+        timeout
+        if timeout is not None
+        else (spec.stop_timeout if spec.stop_timeout is not None else 10)
+    )
+    kill(data_root, cid, spec.stop_signal or "TERM")
+    state = wait_exit(data_root, cid, grace)
+    if state.status in (Status.RUNNING, Status.PAUSED):
+        with contextlib.suppress(InvalidState):
+            kill(data_root, cid, "KILL")
+        state = wait_exit(data_root, cid, 30)
+    if state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+        raise ContainerError(f"container {cid[:12]} did not stop")
+    finalise_unwatched(data_root, cid)
+
+
+def finalise_unwatched(data_root: str, cid: str) -> None:
+    """When the monitor was killed, do its end-of-life work: delete the runtime's
+    container, unmount the rootfs, record the exit."""
+    store = ContainerStore(data_root)
+    state = store.load_state(cid)
+    if alive(state.monitor_pid, state.monitor_start):
+        return
+    spec = store.load_spec(cid)
+    with contextlib.suppress(Exception):
+        _runtime(spec).delete(cid, force=True)
+    unmount_rootfs(data_root, cid)
+    fixed = current(store, cid)
+    if fixed.status != state.status:
+        with store.lock(cid):
+            store.save_state(cid, fixed)
+
+
+# ----- remove ----------------------------------------------------------------------------------
+
+
+def remove_everything(
+    data_root: str, cid: str, *, remove_volumes: bool = False, from_monitor: bool = False
+) -> None:
+    """Processes, runtime state, mounts, snapshot, anonymous volumes, records, name. Works
+    on a container in any state, including half-created ones."""
+    from corral.image import snapshot
+
+    store = ContainerStore(data_root)
+    try:
+        spec = store.load_spec(cid)
+    except ContainerError:
+        spec = None
+    state = store.load_state(cid) if os.path.isdir(store.dir(cid)) else ContainerState()
+    if not from_monitor and alive(state.monitor_pid, state.monitor_start):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.monitor_pid, signal.SIGKILL)
+    if alive(state.pid, state.pid_start):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.pid, signal.SIGKILL)
+    if spec is not None:
+        with contextlib.suppress(Exception):
+            _runtime(spec).delete(cid, force=True)
+    images = image_store(data_root)
+    snapshot.remove(images, cid)
+    run_root = os.environ.get("CORRAL_ROOT", "/run/corral")
+    from corral.engine.monitor import attach_path, console_path
+
+    for path in (attach_path(run_root, cid), console_path(run_root, cid)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    if remove_volumes and spec is not None:
+        volumes = Volumes(data_root)
+        for m in spec.mounts:
+            if m["type"] == "volume" and m.get("anonymous"):
+                with contextlib.suppress(Exception):
+                    volumes.remove(m["source"], [])
+    store.remove(cid, spec.name if spec else None)
+
+
+# ----- exec ----------------------------------------------------------------------------------
+
+
+def exec_process_file(
+    data_root: str,
+    cid: str,
+    argv: list[str],
+    *,
+    env: list[str] | None = None,
+    user: str = "",
+    workdir: str = "",
+    tty: bool = False,
+) -> str:
+    """Write the process.json for `runtime exec` (the container's env and caps, overrides)."""
+    store = ContainerStore(data_root)
+    with open(os.path.join(store.bundle(cid), "config.json"), "rb") as f:
+        config = fastjson.loads(f.read())
+    process = dict(config["process"])
+    process["args"] = argv
+    process["terminal"] = tty
+    if env:
+        merged = ocispec._merge_env(process.get("env", []), env)
+        process["env"] = merged
+    if user:
+        process["user"] = ocispec.resolve_user(config["root"]["path"], user)
+        if process["user"]["uid"] != 0:
+            process["capabilities"] = dict(process["capabilities"], effective=[])
+    if workdir:
+        process["cwd"] = workdir
+    path = os.path.join(store.dir(cid), f"exec-{os.getpid()}-{time.monotonic_ns()}.json")
+    with open(path, "w") as f:
+        f.write(fastjson.dumps(process))
+    return path
+
+
+def exec_capture(data_root: str, cid: str, argv: list[str], timeout: float) -> tuple[int, str]:
+    """Run a command in the container and capture its output (health checks)."""
+    store = ContainerStore(data_root)
+    spec = store.load_spec(cid)
+    path = exec_process_file(data_root, cid, argv)
+    try:
+        result = subprocess.run(
+            _runtime(spec).exec_argv(cid, path), capture_output=True, timeout=timeout, check=False
+        )
+        return result.returncode, (result.stdout + result.stderr).decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        return -1, f"health check timed out after {timeout:g}s"
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -1,0 +1,333 @@
+"""A container's OCI runtime spec, from its image's config and what the user asked for,
+with docker's meanings: ENTRYPOINT + CMD, environment merged by key, the user resolved in
+the image's /etc/passwd and /etc/group, docker's capabilities and seccomp profile, its
+masked and read-only paths, /etc/hostname, /etc/hosts and /etc/resolv.conf per container.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from typing import Any
+
+from corral.engine import profiles
+from corral.engine.model import ContainerSpec
+from corral.errors import ConfigError
+from corral.oci import SPEC_VERSION
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+INIT_PATH = "/sbin/corral-init"
+_MASKED = [
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+]  # fmt: skip
+_READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+def _mount(dest: str, kind: str, source: str, *options: str) -> dict[str, Any]:
+    return {"destination": dest, "type": kind, "source": source, "options": list(options)}
+
+
+def _base_mounts(privileged: bool) -> list[dict[str, Any]]:
+    ro = () if privileged else ("ro",)
+    devpts = ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5")
+    return [
+        _mount("/proc", "proc", "proc", "nosuid", "noexec", "nodev"),
+        _mount("/dev", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),
+        _mount("/dev/pts", "devpts", "devpts", *devpts),
+        _mount("/sys", "sysfs", "sysfs", "nosuid", "noexec", "nodev", *ro),
+        _mount("/sys/fs/cgroup", "cgroup", "cgroup", "nosuid", "noexec", "nodev", "relatime", *ro),
+        _mount("/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev"),
+        _mount("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777", "size=65536k"),
+    ]
+
+
+def _merge_env(image_env: list[str], user_env: list[str]) -> list[str]:
+    merged: dict[str, str] = {}
+    for item in [*image_env, *user_env]:
+        key, sep, value = item.partition("=")
+        merged[key] = f"{key}={value}" if sep else key
+    if "PATH" not in merged:
+        merged = {"PATH": DEFAULT_PATH, **merged}
+    return list(merged.values())
+
+
+def _read_db(rootfs: str, name: str) -> list[list[str]]:
+    """Lines of the image's /etc/passwd or /etc/group, split on ':' (never following a
+    symlink out of the rootfs: the file is read only when it is a plain file)."""
+    path = os.path.join(rootfs, "etc", name)
+    if os.path.islink(path) or not os.path.isfile(path):
+        return []
+    with open(path, errors="replace") as f:
+        return [
+            line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")
+        ]
+
+
+def resolve_user(rootfs: str, user: str) -> dict[str, Any]:
+    """'name|uid[:group|gid]' -> an OCI process.user, as docker resolves it in the image."""
+    name, _, group = (user or "0").partition(":")
+    passwd = _read_db(rootfs, "passwd")
+    uid: int | None = None
+    gid: int | None = None
+    username = None
+    for entry in passwd:
+        if len(entry) >= 4 and (entry[0] == name or (name.isdigit() and entry[2] == name)):
+            uid, gid, username = int(entry[2]), int(entry[3]), entry[0]
+            break
+    if uid is None:
+        if not name.isdigit():
+            raise ConfigError(f"unable to find user {name}: no matching entries in passwd file")
+        uid, gid = int(name), 0
+    groups = _read_db(rootfs, "group")
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            match = [g for g in groups if len(g) >= 3 and g[0] == group]
+            if not match:
+                raise ConfigError(
+                    f"unable to find group {group}: no matching entries in group file"
+                )
+            gid = int(match[0][2])
+    extra = sorted(
+        {
+            int(g[2])
+            for g in groups
+            if len(g) >= 4 and username and username in g[3].split(",") and int(g[2]) != gid
+        }
+    )
+    out: dict[str, Any] = {"uid": uid, "gid": gid or 0}
+    if extra:
+        out["additionalGids"] = extra
+    return out
+
+
+def _capabilities(spec: ContainerSpec) -> list[str]:
+    if spec.privileged:
+        from corral.kernel.caps import CAPABILITIES
+
+        return sorted(CAPABILITIES)
+    caps = list(profiles.DEFAULT_CAPS)
+    adds = [_cap_name(c) for c in spec.cap_add]
+    drops = [_cap_name(c) for c in spec.cap_drop]
+    if "CAP_ALL" in drops:
+        caps = []
+    if "CAP_ALL" in adds:
+        from corral.kernel.caps import CAPABILITIES
+
+        caps = sorted(CAPABILITIES)
+    for cap in adds:
+        if cap != "CAP_ALL" and cap not in caps:
+            caps.append(cap)
+    return [c for c in caps if c not in drops]
+
+
+def _cap_name(name: str) -> str:
+    name = name.upper()
+    return name if name.startswith("CAP_") else f"CAP_{name}"
+
+
+def _resources(spec: ContainerSpec) -> dict[str, Any]:
+    r = spec.resources
+    out: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
+    if r.get("memory"):
+        memory["limit"] = r["memory"]
+    if r.get("memory_swap"):
+        memory["swap"] = r["memory_swap"]
+    if r.get("memory_reservation"):
+        memory["reservation"] = r["memory_reservation"]
+    if memory:
+        out["memory"] = memory
+    cpu: dict[str, Any] = {}
+    if r.get("cpus"):
+        period = 100_000
+        cpu.update(quota=round(float(r["cpus"]) * period), period=period)
+    if r.get("cpu_shares"):
+        cpu["shares"] = r["cpu_shares"]
+    if r.get("cpuset_cpus"):
+        cpu["cpus"] = r["cpuset_cpus"]
+    if r.get("cpuset_mems"):
+        cpu["mems"] = r["cpuset_mems"]
+    if cpu:
+        out["cpu"] = cpu
+    if r.get("pids_limit"):
+        out["pids"] = {"limit": r["pids_limit"]}
+    if r.get("blkio_weight"):
+        out["blockIO"] = {"weight": r["blkio_weight"]}
+    return out
+
+
+def _devices(spec: ContainerSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(linux.devices, device cgroup rules) for --device HOST[:CONTAINER[:PERMS]]."""
+    devices, rules = [], []
+    for dev in spec.devices:
+        host = dev["host"]
+        try:
+            st = os.stat(host)
+        except FileNotFoundError:
+            raise ConfigError(f"--device {host}: no such device on the host") from None
+        import stat as stat_mod
+
+        if stat_mod.S_ISCHR(st.st_mode):
+            kind = "c"
+        elif stat_mod.S_ISBLK(st.st_mode):
+            kind = "b"
+        else:
+            raise ConfigError(f"--device {host}: not a character or block device")
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        devices.append(
+            {
+                "path": dev.get("container") or host,
+                "type": kind,
+                "major": major,
+                "minor": minor,
+                "fileMode": st.st_mode & 0o777,
+                "uid": 0,
+                "gid": 0,
+            }
+        )
+        rules.append(
+            {
+                "allow": True,
+                "type": kind,
+                "major": major,
+                "minor": minor,
+                "access": dev.get("perms", "rwm"),
+            }
+        )
+    return devices, rules
+
+
+def write_etc_files(container_dir: str, spec: ContainerSpec, hostname: str) -> dict[str, str]:
+    """The per-container /etc/hostname, /etc/hosts and /etc/resolv.conf (bind mounted)."""
+    files = {}
+    path = os.path.join(container_dir, "hostname")
+    with open(path, "w") as f:
+        f.write(hostname + "\n")
+    files["/etc/hostname"] = path
+    path = os.path.join(container_dir, "hosts")
+    if spec.network == "host":
+        shutil.copyfile("/etc/hosts", path)
+    else:
+        with open(path, "w") as f:
+            f.write(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                f"127.0.1.1\t{hostname}\n"
+            )
+    files["/etc/hosts"] = path
+    path = os.path.join(container_dir, "resolv.conf")
+    if spec.network == "host" and os.path.exists("/etc/resolv.conf"):
+        shutil.copyfile("/etc/resolv.conf", path)
+    else:
+        with open(path, "w") as f:
+            f.write("# no network: no name servers\n")
+    files["/etc/resolv.conf"] = path
+    return files
+
+
+def build(
+    spec: ContainerSpec,
+    image_config: dict[str, Any],
+    rootfs: str,
+    cid: str,
+    container_dir: str,
+    mounts: list[dict[str, Any]],
+    init_binary: str | None = None,
+) -> dict[str, Any]:
+    """The config.json for this container. `mounts`: the user's, already resolved to host
+    paths (volumes.py)."""
+    img = image_config.get("config") or {}
+    entrypoint = spec.entrypoint if spec.entrypoint is not None else (img.get("Entrypoint") or [])
+    cmd = spec.cmd or ([] if spec.entrypoint is not None else (img.get("Cmd") or []))
+    args = [*entrypoint, *cmd]
+    if not args:
+        raise ConfigError("no command specified (the image has no CMD or ENTRYPOINT)")
+    hostname = spec.hostname or cid[:12]
+    env = _merge_env(img.get("Env") or [], [f"HOSTNAME={hostname}", *spec.env])
+    if spec.tty and not any(e.startswith("TERM=") for e in env):
+        env.append("TERM=xterm")
+    caps = _capabilities(spec)
+    user = resolve_user(rootfs, spec.user or img.get("User") or "0")
+    process: dict[str, Any] = {
+        "terminal": spec.tty,
+        "user": user,
+        "args": args,
+        "env": env,
+        "cwd": spec.workdir or img.get("WorkingDir") or "/",
+        "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+        "noNewPrivileges": spec.no_new_privileges,
+        "oomScoreAdj": 0,
+    }
+    if user["uid"] != 0:
+        process["capabilities"]["effective"] = []
+        process["capabilities"]["permitted"] = caps
+    if spec.ulimits:
+        process["rlimits"] = [
+            {"type": f"RLIMIT_{u['name'].upper()}", "soft": u["soft"], "hard": u["hard"]}
+            for u in spec.ulimits
+        ]
+    if init_binary:
+        process["args"] = [INIT_PATH, "--", *args]
+    etc = write_etc_files(container_dir, spec, hostname)
+    oci_mounts = _base_mounts(spec.privileged)
+    for dest, src in etc.items():
+        oci_mounts.append(
+            {"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
+        )
+    if init_binary:
+        oci_mounts.append(
+            {
+                "destination": INIT_PATH,
+                "type": "bind",
+                "source": init_binary,
+                "options": ["bind", "ro"],
+            }
+        )
+    oci_mounts.extend(mounts)
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
+    if spec.network != "host":
+        namespaces.append({"type": "network"})
+    devices, device_rules = _devices(spec)
+    resources = _resources(spec)
+    if spec.privileged:
+        resources["devices"] = [{"allow": True, "access": "rwm"}]
+    else:
+        resources["devices"] = [{"allow": False, "access": "rwm"}, *device_rules]
+    parent = os.environ.get("CORRAL_CGROUP_PARENT") or "corral"
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "resources": resources,
+        "cgroupsPath": f"{parent.rstrip('/')}/{cid}",
+        "devices": devices,
+    }
+    if not spec.privileged:
+        linux["maskedPaths"] = list(_MASKED)
+        linux["readonlyPaths"] = list(_READONLY)
+        if spec.seccomp != "unconfined":
+            linux["seccomp"] = _seccomp(spec.seccomp, caps)
+    return {
+        "ociVersion": SPEC_VERSION,
+        "process": process,
+        "root": {"path": rootfs, "readonly": spec.read_only},
+        "hostname": hostname,
+        "mounts": oci_mounts,
+        "linux": linux,
+        "annotations": {"io.corral.container.name": spec.name},
+    }
+
+
+def _seccomp(choice: str, caps: list[str]) -> dict[str, Any]:
+    if not choice:
+        return profiles.seccomp_profile(caps)
+    import json
+
+    try:
+        with open(choice) as f:
+            profile: dict[str, Any] = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--security-opt seccomp={choice}: {err}") from None
+    return copy.deepcopy(profile)
