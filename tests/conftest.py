@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import children_of
+from tests.helpers import children_of, processes_mentioning
 
 # One cgroup parent per test run, also for the `corral` commands the tests start.
 TEST_PARENT = f"corral-test-{os.getpid()}"
@@ -79,6 +79,9 @@ def leak_check() -> Iterator[None]:
     kids = children_of(os.getpid())
     if kids:
         problems.append(f"child processes left: {kids}")
+    monitors = processes_mentioning(str(TEST_DATA))
+    if monitors:
+        problems.append(f"engine processes left (monitors): {monitors}")
     if TEST_STATE.exists():
         import shutil
 

@@ -76,3 +76,19 @@ def children_of(pid: int) -> list[int]:
         if int(rest[1]) == pid and rest[0] != b"Z":
             out.append(int(entry))
     return out
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains `text` (the engine's monitors name their data root)."""
+    found = []
+    needle = text.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found

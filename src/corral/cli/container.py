@@ -741,11 +741,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
                 check=False,
             )
         err = (result.stderr or b"").decode(errors="replace") if not args.tty else ""
-        if (
-            result.returncode != 0
-            and err
-            and ("exec failed" in err or "starting container process" in err or "executable" in err)
-        ):
+        if result.returncode != 0 and lifecycle.current(store, cid).status != Status.RUNNING:
+            print(f"corral: error: container {args.container} is not running", file=sys.stderr)
+            return ENGINE_FAILED  # it died while we joined it
+        markers = ("exec failed", "starting container process", "executable")
+        if result.returncode != 0 and any(m in err for m in markers):
             print(err.rstrip(), file=sys.stderr)
             return exit_code_for(err)
         if err:

@@ -125,8 +125,9 @@ class Monitor:
         size, files = logs.log_options(self.spec.log_opts)
         self.logs = logs.LogWriter(self.dir, size, files)
         signal.signal(signal.SIGCHLD, lambda *_: os.write(self.wakeup_w, b"c"))
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping is `corral stop`'s job
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        # Handlers, not SIG_IGN: an ignored signal would be inherited by the container.
+        signal.signal(signal.SIGTERM, lambda *_: None)  # stopping is `corral stop`'s job
+        signal.signal(signal.SIGHUP, lambda *_: None)
         self.listener = self._listen()
         if self.initial is not None:
             self.initial.hello = {"stdin": self.spec.stdin_open}

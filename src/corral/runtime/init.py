@@ -220,6 +220,7 @@ def container_init(ctx: InitContext) -> NoReturn:
                 cfg.hooks.start_container,
                 ctx.state | {"pid": os.getpid(), "status": "running"},
             )
+        _default_signals()
         _load_seccomp(ctx, proc)
         os.execve(exe, list(proc.args), _env_dict(env))
     except BaseException as err:
@@ -337,7 +338,24 @@ def exec_init(ctx: InitContext) -> NoReturn:
     except BaseException as err:
         _fail(ch, err)
     try:
+        _default_signals()
         _load_seccomp(ctx, proc)
         os.execve(exe, list(proc.args), _env_dict(env))
     except BaseException as err:
         _die(err)
+
+
+def _default_signals() -> None:
+    """The process starts with every signal at its default and none blocked, whatever its
+    caller ignored: an ignored SIGTERM or SIGPIPE is inherited across execve, and a shell
+    may not even trap a signal that was ignored when it started."""
+    import _signal  # built into the interpreter: the rootfs may have no Python library
+
+    for sig in _signal.valid_signals():
+        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # signals the C library reserves for itself
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
