@@ -349,7 +349,7 @@ def _default_signals() -> None:
     """The process starts with every signal at its default and none blocked, whatever its
     caller ignored: an ignored SIGTERM or SIGPIPE is inherited across execve, and a shell
     may not even trap a signal that was ignored when it started."""
-    import _signal  # built into the interpreter: the rootfs may have no Python library
+    import _signal  # type: ignore[import-not-found]  # built in: the rootfs may have no stdlib
 
     for sig in _signal.valid_signals():
         if sig in (_signal.SIGKILL, _signal.SIGSTOP):
