@@ -8,7 +8,7 @@ import sys
 from corral import __version__
 from corral.errors import CorralError
 
-from . import cgroup, container, image
+from . import cgroup, container, image, volume
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     container.register(sub)
     image.register(sub)
+    volume.register(sub)
     cgroup.register(sub)
     return parser
 

@@ -105,20 +105,26 @@ def resolve_user(rootfs: str, user: str) -> dict[str, Any]:
     return out
 
 
+def _host_capabilities() -> list[str]:
+    """Every capability this process may pass on: its bounding set (a host can withhold
+    some, and asking for those fails)."""
+    from corral.kernel.caps import CAPABILITIES
+
+    with open("/proc/self/status") as f:
+        bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    return [name for bit, name in enumerate(CAPABILITIES) if bounding >> bit & 1]
+
+
 def _capabilities(spec: ContainerSpec) -> list[str]:
     if spec.privileged:
-        from corral.kernel.caps import CAPABILITIES
-
-        return sorted(CAPABILITIES)
+        return _host_capabilities()
     caps = list(profiles.DEFAULT_CAPS)
     adds = [_cap_name(c) for c in spec.cap_add]
     drops = [_cap_name(c) for c in spec.cap_drop]
     if "CAP_ALL" in drops:
         caps = []
     if "CAP_ALL" in adds:
-        from corral.kernel.caps import CAPABILITIES
-
-        caps = sorted(CAPABILITIES)
+        caps = _host_capabilities()
     for cap in adds:
         if cap != "CAP_ALL" and cap not in caps:
             caps.append(cap)
