@@ -425,11 +425,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             for sig, old in proxied.items():
                 signal.signal(sig, old)
         ours.close()
-    if code == attach.DETACHED:
-        return 0
-    if args.rm:
-        lifecycle.wait_exit(root, cid, 30)
-    return code
+    return 0 if code == attach.DETACHED else code
 
 
 def _proxy_signals(root: str, cid: str) -> dict[int, Any]:
@@ -702,7 +698,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
     from corral.engine import lifecycle
     from corral.engine.model import Status
-    from corral.engine.runtimes import Runtime, exit_code_for
+    from corral.engine.runtimes import exit_code_for, runtime_for
     from corral.engine.store import ContainerStore
 
     if not args.command:
@@ -726,7 +722,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         tty=args.tty,
     )
     try:
-        argv = Runtime(spec.runtime).exec_argv(cid, path, tty=args.tty, detach=args.detach)
+        argv = runtime_for(spec.runtime).exec_argv(cid, path, tty=args.tty, detach=args.detach)
         stdin = None if (args.interactive or args.tty) else subprocess.DEVNULL
         with (
             open(os.path.join(store.dir(cid), "exec.log"), "ab")
@@ -971,7 +967,7 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 def _freeze(args: argparse.Namespace, cid: str, pause: bool) -> None:
     from corral.engine import lifecycle
     from corral.engine.model import Status
-    from corral.engine.runtimes import Runtime
+    from corral.engine.runtimes import runtime_for
     from corral.engine.store import ContainerStore
     from corral.errors import InvalidState
 
@@ -981,19 +977,19 @@ def _freeze(args: argparse.Namespace, cid: str, pause: bool) -> None:
         want = Status.RUNNING if pause else Status.PAUSED
         if state.status != want:
             raise InvalidState(f"container {cid[:12]} is {state.status}, not {want}")
-        runtime = Runtime(store.load_spec(cid).runtime)
+        runtime = runtime_for(store.load_spec(cid).runtime)
         (runtime.pause if pause else runtime.resume)(cid)
         state.status = Status.PAUSED if pause else Status.RUNNING
         store.save_state(cid, state)
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    from corral.engine.runtimes import Runtime
+    from corral.engine.runtimes import runtime_for
     from corral.engine.store import ContainerStore
 
     store = ContainerStore(data_root(args))
     cid = store.resolve(args.container)
-    pids = Runtime(store.load_spec(cid).runtime).ps(cid)
+    pids = runtime_for(store.load_spec(cid).runtime).ps(cid)
     rows = []
     for pid in pids:
         try:
@@ -1030,7 +1026,7 @@ def cmd_rename(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     from corral.engine import lifecycle
     from corral.engine.model import Status
-    from corral.engine.runtimes import Runtime
+    from corral.engine.runtimes import runtime_for
     from corral.engine.store import ContainerStore
 
     store = ContainerStore(data_root(args))
@@ -1051,7 +1047,7 @@ def cmd_update(args: argparse.Namespace) -> int:
             state = lifecycle.current(store, cid)
             if changes and state.status in (Status.RUNNING, Status.PAUSED):
                 only = ContainerSpec(image="", resources=changes)
-                Runtime(spec.runtime).update(cid, oci_resources(only))
+                runtime_for(spec.runtime).update(cid, oci_resources(only))
             store.save_spec(cid, spec)
             _rewrite_bundle_resources(store, cid, spec)
 

@@ -11,20 +11,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
-from typing import Any
 
 from corral import fastjson
-from corral.engine import ocispec
 from corral.engine.model import ContainerSpec, ContainerState, Status
-from corral.engine.runtimes import Runtime, RuntimeFailed, parse_signal
+from corral.engine.runtimes import LibraryRuntime, Runtime, RuntimeFailed, parse_signal, runtime_for
 from corral.engine.store import ContainerStore
-from corral.engine.volumes import Volumes, oci_mounts
+from corral.engine.volumes import Volumes
 from corral.errors import ContainerError, InvalidState
 
 MONITOR_START_TIMEOUT = 60.0
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def now() -> str:
@@ -72,6 +73,9 @@ def create(data_root: str, spec: ContainerSpec, image: Any) -> str:
 def _write_bundle(
     data_root: str, cid: str, spec: ContainerSpec, image_config: dict[str, Any], rootfs: str
 ) -> None:
+    from corral.engine import ocispec
+    from corral.engine.volumes import oci_mounts
+
     store = ContainerStore(data_root)
     mounts = oci_mounts(spec.mounts, Volumes(data_root))
     store.save_spec(cid, spec)  # anonymous volumes got their names
@@ -135,6 +139,8 @@ def current(store: ContainerStore, cid: str) -> ContainerState:
 def spawn_monitor(data_root: str, cid: str, client: Any = None) -> int:
     """Start the container's monitor; wait until the container runs. Returns its pid; a
     start failure raises RuntimeFailed with docker's exit code (125, 126, 127)."""
+    import subprocess
+
     store = ContainerStore(data_root)
     with store.lock(cid):
         state = current(store, cid)
@@ -180,9 +186,9 @@ def spawn_monitor(data_root: str, cid: str, client: Any = None) -> int:
     finally:
         log.close()
         os.close(status_w)
-    proc.wait()  # the monitor forks itself away at once: no zombie, no child of ours
     with os.fdopen(status_r, "rb") as f:
         line = f.readline().decode().strip()
+    proc.wait()  # it forked the monitor away at once: no zombie, and no child of ours
     if line.startswith("started"):
         return int(line.split()[1])
     if line.startswith("error"):
@@ -194,8 +200,8 @@ def spawn_monitor(data_root: str, cid: str, client: Any = None) -> int:
 # ----- stop, kill ------------------------------------------------------------------------------
 
 
-def _runtime(spec: ContainerSpec) -> Runtime:
-    return Runtime(spec.runtime)
+def _runtime(spec: ContainerSpec) -> Runtime | LibraryRuntime:
+    return runtime_for(spec.runtime)
 
 
 def kill(data_root: str, cid: str, sig: str | int = "KILL", *, user: bool = True) -> None:
@@ -301,7 +307,7 @@ def remove_everything(
     if alive(state.pid, state.pid_start):
         with contextlib.suppress(ProcessLookupError):
             os.kill(state.pid, signal.SIGKILL)
-    if spec is not None:
+    if spec is not None and not from_monitor:  # the monitor deleted it when init exited
         with contextlib.suppress(Exception):
             _runtime(spec).delete(cid, force=True)
     images = image_store(data_root)
@@ -335,6 +341,8 @@ def exec_process_file(
     tty: bool = False,
 ) -> str:
     """Write the process.json for `runtime exec` (the container's env and caps, overrides)."""
+    from corral.engine import ocispec
+
     store = ContainerStore(data_root)
     with open(os.path.join(store.bundle(cid), "config.json"), "rb") as f:
         config = fastjson.loads(f.read())
@@ -358,6 +366,8 @@ def exec_process_file(
 
 def exec_capture(data_root: str, cid: str, argv: list[str], timeout: float) -> tuple[int, str]:
     """Run a command in the container and capture its output (health checks)."""
+    import subprocess
+
     store = ContainerStore(data_root)
     spec = store.load_spec(cid)
     path = exec_process_file(data_root, cid, argv)

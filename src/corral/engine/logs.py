@@ -6,11 +6,11 @@ stream field); a line longer than 16 KiB is split, as docker does."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
 
+from corral import fastjson
 from corral.errors import ConfigError
 
 LOG_NAME = "json.log"
@@ -88,7 +88,7 @@ class LogWriter:
 
     def _line(self, stream: str, data: bytes) -> None:
         record = {"log": data.decode("utf-8", "replace"), "stream": stream, "time": timestamp()}
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        line = (fastjson.dumps(record) + "\n").encode()
         if self.max_size and self.file.tell() + len(line) > self.max_size and self.file.tell() > 0:
             self._rotate()
         self.file.write(line)
@@ -126,7 +126,7 @@ def read(directory: str, since: float | None = None) -> Iterator[dict[str, str]]
             with open(path, "rb") as f:
                 for raw in f:
                     try:
-                        record = json.loads(raw)
+                        record = fastjson.loads(raw)
                     except ValueError:
                         continue  # a line cut by a crash mid-write
                     if since is not None and _epoch(record.get("time", "")) < since:

@@ -3,9 +3,11 @@ HostConfig in one record) and its state. Both are saved as JSON, atomically."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from corral.structs import asdict, field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Status:

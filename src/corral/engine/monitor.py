@@ -19,7 +19,6 @@ bytes, big-endian length — then the payload. Streams from the monitor: 1 stdou
 from __future__ import annotations
 
 import errno
-import json
 import os
 import selectors
 import signal
@@ -27,8 +26,12 @@ import socket
 import struct
 import sys
 import time
-import traceback
-from typing import Any
+
+from corral import fastjson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 STDIN, STDOUT, STDERR, EXIT, RESIZE, STDIN_CLOSED, STARTED = 0, 1, 2, 3, 4, 5, 6
 HEADER = struct.Struct(">B3xI")
@@ -116,12 +119,12 @@ class Monitor:
 
     def run(self) -> int:
         from corral.engine import logs
-        from corral.engine.runtimes import Runtime
+        from corral.engine.runtimes import runtime_for
         from corral.kernel import prctl
 
         prctl.set_child_subreaper(True)
         self.update(monitor_pid=os.getpid(), monitor_start=_start_time(os.getpid()))
-        self.runtime = Runtime(self.spec.runtime)
+        self.runtime = runtime_for(self.spec.runtime)
         size, files = logs.log_options(self.spec.log_opts)
         self.logs = logs.LogWriter(self.dir, size, files)
         signal.signal(signal.SIGCHLD, lambda *_: os.write(self.wakeup_w, b"c"))
@@ -249,21 +252,23 @@ class Monitor:
         return code
 
     def finish(self) -> None:
+        """Logs closed, rootfs unmounted (or, for --rm, everything removed), and only then
+        the exit code to attached clients: `run --rm` returns when the container is gone."""
         from corral.engine import lifecycle
 
         code = self.store.load_state(self.cid).exit_code
-        self._broadcast(frame(EXIT, str(code).encode()))
         self.logs.close()
         self.listener.close()
         _unlink(attach_path(self.run_root, self.cid))
-        for client in self.clients:
-            client.sock.close()
         if self.spec.auto_remove:
             lifecycle.remove_everything(
                 self.data_root, self.cid, remove_volumes=True, from_monitor=True
             )
         else:
             lifecycle.unmount_rootfs(self.data_root, self.cid)
+        self._broadcast(frame(EXIT, str(code).encode()))
+        for client in self.clients:
+            client.sock.close()
 
     # ----- I/O ---------------------------------------------------------------------------------
 
@@ -388,7 +393,7 @@ class Monitor:
             if not sep:
                 return
             try:
-                client.hello = json.loads(line)
+                client.hello = fastjson.loads(line)
             except ValueError:
                 self._drop(client)
                 return
@@ -587,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return monitor.run()
     except BaseException:
+        import traceback
+
         monitor._note("monitor failed:\n" + traceback.format_exc())
         monitor.report("error 125 the monitor failed: see monitor.log")
         raise

@@ -8,17 +8,19 @@ from what a user runs with that runtime directly.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
-from typing import Any
 
-from corral.errors import ContainerError
+from corral import fastjson
+from corral.errors import ContainerError, ContainerNotFound, CorralError
 
 RUN_ROOT = "/run/corral"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 
 class RuntimeFailed(ContainerError):
@@ -34,6 +36,8 @@ def default_runtime() -> str:
     here = os.path.join(os.path.dirname(sys.executable), "corral-runtime")
     if os.access(here, os.X_OK):
         return here
+    import shutil
+
     found = shutil.which("corral-runtime")
     if not found:
         raise ContainerError("corral-runtime is not installed (run scripts/setup.sh)")
@@ -44,6 +48,8 @@ def resolve(path: str) -> str:
     """--runtime NAME|PATH -> an executable path."""
     if not path:
         return default_runtime()
+    import shutil
+
     found = path if "/" in path else shutil.which(path)
     if not found or not os.access(found, os.X_OK):
         raise ContainerError(f"runtime {path!r} not found or not executable")
@@ -75,6 +81,8 @@ class Runtime:
         return [*argv, *args]
 
     def _run(self, *args: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+        import subprocess
+
         result = subprocess.run(
             self._argv(*args), capture_output=True, text=True, timeout=kw.pop("timeout", 60), **kw
         )
@@ -97,6 +105,8 @@ class Runtime:
         args = ["create", "--bundle", bundle, "--pid-file", pid_file]
         if console_socket:
             args += ["--console-socket", console_socket]
+        import subprocess
+
         stdin, stdout, stderr = stdio
         with open(log, "a"):
             pass
@@ -130,7 +140,7 @@ class Runtime:
         result = self._run("state", cid, check=False)
         if result.returncode != 0:
             return None
-        data: dict[str, Any] = json.loads(result.stdout)
+        data: dict[str, Any] = fastjson.loads(result.stdout)
         return data
 
     def pause(self, cid: str) -> None:
@@ -140,11 +150,11 @@ class Runtime:
         self._run("resume", cid)
 
     def update(self, cid: str, resources: dict[str, Any]) -> None:
-        self._run("update", "--resources", "-", cid, input=json.dumps(resources))
+        self._run("update", "--resources", "-", cid, input=fastjson.dumps(resources))
 
     def ps(self, cid: str) -> list[int]:
         result = self._run("ps", "--format", "json", cid)
-        return [int(p) for p in json.loads(result.stdout or "[]")]
+        return [int(p) for p in fastjson.loads(result.stdout or "[]")]
 
     def exec_argv(
         self,
@@ -164,6 +174,101 @@ class Runtime:
         if pid_file:
             args += ["--pid-file", pid_file]
         return self._argv(*args, cid)
+
+
+class LibraryRuntime:
+    """Corral's own runtime called in this process (the monitor, the CLI): the same code
+    as corral-runtime, the same state directory, minus a process start-up per step."""
+
+    def __init__(self) -> None:
+        from corral.runtime.container import Runtime as Library
+
+        run_root = os.environ.get("CORRAL_ROOT", RUN_ROOT)
+        self.path = "corral-runtime"
+        self.root = os.path.join(run_root, "engine", "corral-runtime")
+        self.log: str | None = None
+        self.lib = Library(self.root, warn=self._warn)
+
+    def _warn(self, message: str) -> None:
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(fastjson.dumps({"level": "warning", "msg": message}) + "\n")
+
+    def create(
+        self,
+        cid: str,
+        bundle: str,
+        *,
+        stdio: tuple[int, int, int],
+        pid_file: str,
+        log: str,
+        console_socket: str | None = None,
+    ) -> int:
+        """The init is forked from this process and inherits fds 0-2: put the container's
+        stdio there for the duration of the call."""
+        self.log = log
+        saved = [os.dup(fd) for fd in (0, 1, 2)]
+        try:
+            for target, fd in enumerate(stdio):
+                os.dup2(fd, target)
+            state = self.lib.create(cid, bundle, pid_file=pid_file, console_socket=console_socket)
+        except CorralError as err:
+            raise RuntimeFailed(str(err), exit_code_for(str(err))) from None
+        finally:
+            for target, fd in enumerate(saved):
+                os.dup2(fd, target)
+                os.close(fd)
+        return state.pid
+
+    def start(self, cid: str) -> None:
+        self._call(self.lib.start, cid)
+
+    def kill(self, cid: str, sig: int | str, all_processes: bool = False) -> None:
+        self._call(self.lib.kill, cid, _signum(sig), all_processes)
+
+    def delete(self, cid: str, force: bool = False) -> None:
+        try:
+            self.lib.delete(cid, force=force)
+        except ContainerNotFound:
+            return
+        except CorralError as err:
+            raise RuntimeFailed(f"delete {cid[:12]}: {err}") from None
+
+    def state(self, cid: str) -> dict[str, Any] | None:
+        try:
+            return self.lib.state(cid)
+        except CorralError:
+            return None
+
+    def pause(self, cid: str) -> None:
+        self._call(self.lib.pause, cid)
+
+    def resume(self, cid: str) -> None:
+        self._call(self.lib.resume, cid)
+
+    def update(self, cid: str, resources: dict[str, Any]) -> None:
+        from corral.runtime.config import resources_from_json
+
+        self._call(self.lib.update, cid, resources_from_json(resources))
+
+    def ps(self, cid: str) -> list[int]:
+        return list(self._call(self.lib.pids, cid))
+
+    def exec_argv(self, cid: str, process_file: str, **kw: Any) -> list[str]:
+        """exec keeps a process of its own (it holds the caller's terminal): the binary."""
+        return Runtime(default_runtime()).exec_argv(cid, process_file, **kw)
+
+    @staticmethod
+    def _call(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except CorralError as err:
+            raise RuntimeFailed(str(err)) from None
+
+
+def runtime_for(path: str) -> Runtime | LibraryRuntime:
+    """--runtime PATH: that binary; none: Corral's own runtime in this process."""
+    return LibraryRuntime() if not path else Runtime(path)
 
 
 def _signum(sig: int | str) -> int:
@@ -187,7 +292,7 @@ def _message(result: subprocess.CompletedProcess[str]) -> str:
     lines = []
     for line in text.splitlines():
         try:
-            doc = json.loads(line)
+            doc = fastjson.loads(line)
             lines.append(str(doc.get("msg", line)))
         except (ValueError, AttributeError):
             lines.append(line)
@@ -204,7 +309,7 @@ def _log_errors(path: str) -> str:
     errors = []
     for line in lines:
         try:
-            doc = json.loads(line)
+            doc = fastjson.loads(line)
         except ValueError:
             if line.strip():
                 errors.append(line.strip())

@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import random
 import re
-import secrets
 import shutil
 from collections.abc import Iterator
 
@@ -90,7 +88,8 @@ _ANIMALS = (
 
 
 def generate_name() -> str:
-    return f"{random.choice(_ADJECTIVES)}_{random.choice(_ANIMALS)}"
+    a, b = os.urandom(2)  # not `random`: it costs an import of hashlib and more
+    return f"{_ADJECTIVES[a % len(_ADJECTIVES)]}_{_ANIMALS[b % len(_ANIMALS)]}"
 
 
 def validate_name(name: str) -> str:
@@ -119,7 +118,7 @@ class ContainerStore:
 
     def create(self, spec: ContainerSpec) -> str:
         """Reserve a name and an id and write the spec; returns the id."""
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         generated = not spec.name
         for _attempt in range(50):
             name = generate_name() if generated else validate_name(spec.name)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import time
 from typing import Any
@@ -135,7 +134,7 @@ class Volumes:
         return os.path.join(self.root, name, "_data")
 
     def create(self, name: str = "", labels: dict[str, str] | None = None) -> str:
-        name = name or secrets.token_hex(32)
+        name = name or os.urandom(32).hex()
         if not _VOLUME_NAME.match(name):
             raise VolumeError(f"invalid volume name {name!r}")
         vdir = os.path.join(self.root, name)
