@@ -94,6 +94,8 @@ class Monitor:
         self.outputs: dict[int, str] = {}
         self.wakeup_r, self.wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.logs: Any = None
+        self.removed = False  # by the exit helper (--rm)
+        self.final_code: int | None = None
 
     # ----- state --------------------------------------------------------------------------
 
@@ -119,12 +121,10 @@ class Monitor:
 
     def run(self) -> int:
         from corral.engine import logs
-        from corral.engine.runtimes import runtime_for
         from corral.kernel import prctl
 
         prctl.set_child_subreaper(True)
         self.update(monitor_pid=os.getpid(), monitor_start=_start_time(os.getpid()))
-        self.runtime = runtime_for(self.spec.runtime)
         size, files = logs.log_options(self.spec.log_opts)
         self.logs = logs.LogWriter(self.dir, size, files)
         signal.signal(signal.SIGCHLD, lambda *_: os.write(self.wakeup_w, b"c"))
@@ -141,7 +141,7 @@ class Monitor:
         while True:
             started = time.monotonic()
             code = self.one_run()
-            if code is None:  # could not start: recorded and reported already
+            if code is None or self.removed:  # could not start (reported), or --rm done
                 break
             state = self.store.load_state(self.cid)
             if not self._should_restart(code, state):
@@ -174,36 +174,36 @@ class Monitor:
 
     def one_run(self) -> int | None:
         """Create, start and wait for the container once; its exit code, or None."""
-        from corral.engine import lifecycle
-        from corral.engine.runtimes import RuntimeFailed
-
-        self._prepare_rootfs()
         stdio, child_ends = self._stdio()
         console = None
         if self.spec.tty:
             console = console_path(self.run_root, self.cid)
             console_sock = _listen_unix(console)
+        runtime = self.spec.runtime
         try:
-            self.init_pid = self.runtime.create(
+            pid = self._helper(
+                "create_and_start",
+                self.data_root,
                 self.cid,
-                self.store.bundle(self.cid),
-                stdio=stdio,
-                pid_file=os.path.join(self.dir, "init.pid"),
-                log=os.path.join(self.dir, "runtime.log"),
-                console_socket=console,
+                runtime,
+                stdio,
+                os.path.join(self.dir, "init.pid"),
+                os.path.join(self.dir, "runtime.log"),
+                console,
             )
+            assert isinstance(pid, int)
+            self.init_pid = pid
             if console:
                 self.master = _receive_master(console_sock)
                 self._apply_initial_size()
-            self.runtime.start(self.cid)
-        except (RuntimeFailed, OSError) as err:
-            code = err.code if isinstance(err, RuntimeFailed) else 125
+        except (HelperFailed, OSError) as err:
+            code = err.code if isinstance(err, HelperFailed) else 125
             self._close_child_ends(child_ends)
-            if self.init_pid:
-                _kill_quietly(self.init_pid)
+            if self.init_pid or getattr(err, "pid", 0):
+                _kill_quietly(self.init_pid or err.pid)  # type: ignore[union-attr]
             try:
-                self.runtime.delete(self.cid, force=True)
-            except Exception:
+                self._helper("delete", runtime, self.cid)
+            except HelperFailed:
                 pass
             self.update(
                 status="created" if not self.store.load_state(self.cid).started_at else "exited",
@@ -223,7 +223,7 @@ class Monitor:
             status="running",
             pid=self.init_pid,
             pid_start=_start_time(self.init_pid),
-            started_at=lifecycle.now(),
+            started_at=now(),
             error="",
             exit_code=0,
             oom_killed=False,
@@ -240,32 +240,66 @@ class Monitor:
             if health is not None and time.monotonic() >= health and self.exit_code is None:
                 health = self._health_check()
         self._drain_outputs()
-        oom = self._oom_killed()
-        code = 137 if oom and self.exit_code in (137, 0) else self.exit_code
+        oom = False
+        # --rm never restarts: the removal can go with the exit checks, in one child
+        action = "oom_killed_then_remove" if self.spec.auto_remove else "oom_killed_then_delete"
+        args = (runtime, self.cid, self.data_root) if self.spec.auto_remove else (runtime, self.cid)
         try:
-            self.runtime.delete(self.cid, force=True)
-        except Exception as err:
-            self._note(f"runtime delete: {err}")
-        self.update(
-            status="exited", exit_code=code, oom_killed=oom, finished_at=lifecycle.now(), pid=0
-        )
+            oom = bool(self._helper(action, *args))
+            self.removed = self.spec.auto_remove
+        except HelperFailed as err:
+            self._note(f"{action}: {err}")
+        code = 137 if oom and self.exit_code in (137, 0) else self.exit_code
+        self.final_code = code
+        if not self.removed:
+            self.update(status="exited", exit_code=code, oom_killed=oom, finished_at=now(), pid=0)
         return code
+
+    def _helper(self, action: str, *args: Any) -> Any:
+        """Run monitor_work.<action>(*args) in a child; its result, or HelperFailed."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                from corral.engine import monitor_work
+
+                payload = {"ok": getattr(monitor_work, action)(*args)}
+            except BaseException as err:  # everything goes back to the monitor
+                payload = {"error": str(err) or repr(err), "code": getattr(err, "code", 125)}
+            os.write(w, fastjson.dumps(payload).encode())
+            os._exit(0)
+        os.close(w)
+        chunks = []
+        while chunk := os.read(r, 65536):
+            chunks.append(chunk)
+        os.close(r)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # reaped by the SIGCHLD loop already
+        try:
+            result = fastjson.loads(b"".join(chunks)) if chunks else {"error": "helper died"}
+        except ValueError:
+            result = {"error": "helper sent garbage"}
+        if "error" in result:
+            raise HelperFailed(str(result["error"]), int(result.get("code", 125)))
+        return result["ok"]
 
     def finish(self) -> None:
         """Logs closed, rootfs unmounted (or, for --rm, everything removed), and only then
         the exit code to attached clients: `run --rm` returns when the container is gone."""
-        from corral.engine import lifecycle
-
-        code = self.store.load_state(self.cid).exit_code
+        code = self.final_code
+        if code is None:
+            code = self.store.load_state(self.cid).exit_code
         self.logs.close()
         self.listener.close()
         _unlink(attach_path(self.run_root, self.cid))
-        if self.spec.auto_remove:
-            lifecycle.remove_everything(
-                self.data_root, self.cid, remove_volumes=True, from_monitor=True
-            )
-        else:
-            lifecycle.unmount_rootfs(self.data_root, self.cid)
+        if not self.removed:
+            try:
+                self._helper("teardown", self.data_root, self.cid, self.spec.auto_remove)
+            except HelperFailed as err:
+                self._note(f"teardown: {err}")
         self._broadcast(frame(EXIT, str(code).encode()))
         for client in self.clients:
             client.sock.close()
@@ -460,21 +494,6 @@ class Monitor:
                     self.exit_code = 128 - self.exit_code
                 self.init_pid = 0
 
-    def _oom_killed(self) -> bool:
-        try:
-            from corral.cgroups.manager import open_manager
-
-            parent = os.environ.get("CORRAL_CGROUP_PARENT") or "corral"
-            stats = open_manager(parent=parent).stats(self.cid)
-            return bool(stats.oom_kills)
-        except Exception:
-            return False
-
-    def _prepare_rootfs(self) -> None:
-        from corral.engine import lifecycle
-
-        lifecycle.mount_rootfs(self.data_root, self.cid)
-
     # ----- health checks --------------------------------------------------------------------
 
     def _health_schedule(self) -> float | None:
@@ -486,8 +505,6 @@ class Monitor:
         return time.monotonic() + float(hc.get("interval", 30))
 
     def _health_check(self) -> float:
-        from corral.engine import lifecycle
-
         hc = self.spec.healthcheck or {}
         test = list(hc["test"])
         argv = (
@@ -499,8 +516,8 @@ class Monitor:
         )
         start = time.time()
         try:
-            code, output = lifecycle.exec_capture(
-                self.data_root, self.cid, argv, timeout=float(hc.get("timeout", 30))
+            code, output = self._helper(
+                "health", self.data_root, self.cid, argv, float(hc.get("timeout", 30))
             )
         except Exception as err:
             code, output = -1, str(err)
@@ -514,8 +531,8 @@ class Monitor:
         else:
             status = state.health or "starting"
         entry = {
-            "Start": lifecycle.stamp(start),
-            "End": lifecycle.now(),
+            "Start": stamp(start),
+            "End": now(),
             "ExitCode": code,
             "Output": output[-4096:],
         }
@@ -527,6 +544,20 @@ class Monitor:
     def _note(self, text: str) -> None:
         with open(os.path.join(self.dir, "monitor.log"), "a") as f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
+
+
+class HelperFailed(Exception):
+    def __init__(self, message: str, code: int = 125) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def now() -> str:
+    return stamp(time.time())
+
+
+def stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
 
 
 def _listen_unix(path: str) -> socket.socket:

@@ -16,7 +16,6 @@ import os
 
 from corral.errors import ImageError, KernelError
 from corral.image.store import Image, Store, hex_of, remove_tree
-from corral.image.unpack import unpack_layer
 from corral.kernel import mount as kmount
 
 _PAGE = 4096
@@ -126,6 +125,8 @@ def snapshots(store: Store) -> list[str]:
 
 def _copy_layers(store: Store, image: Image, rootfs: str) -> None:
     """The no-overlay path: apply each layer blob onto one directory (whiteouts applied)."""
+    from corral.image.unpack import unpack_layer  # tarfile and threads: only on this path
+
     for layer in image.layers:
         with open(store.blob_path(layer["digest"]), "rb") as blob:
             unpack_layer(blob, rootfs, overlay=False)

@@ -7,7 +7,6 @@ only in their media type strings.
 from __future__ import annotations
 
 import os
-import platform
 import re
 from typing import Any
 
@@ -103,7 +102,7 @@ _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm"
 
 def host_platform() -> dict[str, str]:
     """The host's platform in image-spec terms (GOOS/GOARCH names)."""
-    machine = platform.machine()
+    machine = os.uname().machine
     out = {"os": "linux", "architecture": _ARCH.get(machine, machine)}
     if machine == "armv7l":
         out["variant"] = "v7"
