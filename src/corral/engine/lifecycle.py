@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import time
 
 from corral import fastjson
@@ -139,8 +138,6 @@ def current(store: ContainerStore, cid: str) -> ContainerState:
 def spawn_monitor(data_root: str, cid: str, client: Any = None) -> int:
     """Start the container's monitor; wait until the container runs. Returns its pid; a
     start failure raises RuntimeFailed with docker's exit code (125, 126, 127)."""
-    import subprocess
-
     store = ContainerStore(data_root)
     with store.lock(cid):
         state = current(store, cid)
@@ -149,46 +146,34 @@ def spawn_monitor(data_root: str, cid: str, client: Any = None) -> int:
         state.stop_requested = False
         state.status = Status.CREATED if not state.started_at else state.status
         store.save_state(cid, state)
-    import corral
-
-    pkg_parent = os.path.dirname(os.path.dirname(corral.__file__))
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
-    fds = [status_w]
-    client_fd = "-"
-    if client is not None:
-        fds.append(client.fileno())
-        client_fd = str(client.fileno())
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from corral.engine.monitor import main; sys.exit(main(sys.argv[2:]))"
-    )
-    log = open(os.path.join(store.dir(cid), "monitor.log"), "ab")  # noqa: SIM115
-    try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-I",
-                "-S",
-                "-c",
-                code,
-                pkg_parent,
-                data_root,
-                cid,
-                client_fd,
-                str(status_w),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            pass_fds=fds,
-            env={k: v for k, v in os.environ.items() if k.startswith(("CORRAL_", "PATH"))},
-        )
-    finally:
-        log.close()
-        os.close(status_w)
+    client_fd = client.fileno() if client is not None else None
+    log = os.path.join(store.dir(cid), "monitor.log")
+    pid = os.fork()
+    if pid == 0:  # the monitor-to-be: detach, then create and start from here (no exec yet)
+        code = 1
+        try:
+            os.close(status_r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)  # the grandchild is re-parented: not a child of the CLI
+            null = os.open("/dev/null", os.O_RDWR)
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.close(null)
+            os.close(out)
+            from corral.engine import monitor
+
+            monitor.launch(data_root, cid, client_fd, status_w)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(status_w)
+    os.waitpid(pid, 0)
     with os.fdopen(status_r, "rb") as f:
         line = f.readline().decode().strip()
-    proc.wait()  # it forked the monitor away at once: no zombie, and no child of ours
     if line.startswith("started"):
         return int(line.split()[1])
     if line.startswith("error"):

@@ -119,29 +119,52 @@ class Monitor:
 
     # ----- main loop ------------------------------------------------------------------------
 
-    def run(self) -> int:
+    def setup(self, resumed: dict[str, Any] | None = None) -> None:
+        """Logs, signals, the attach socket; a resumed monitor adopts the fds its pre-exec
+        self made (see launch)."""
         from corral.engine import logs
-        from corral.kernel import prctl
 
-        prctl.set_child_subreaper(True)
-        self.update(monitor_pid=os.getpid(), monitor_start=_start_time(os.getpid()))
         size, files = logs.log_options(self.spec.log_opts)
         self.logs = logs.LogWriter(self.dir, size, files)
         signal.signal(signal.SIGCHLD, lambda *_: os.write(self.wakeup_w, b"c"))
         # Handlers, not SIG_IGN: an ignored signal would be inherited by the container.
         signal.signal(signal.SIGTERM, lambda *_: None)  # stopping is `corral stop`'s job
         signal.signal(signal.SIGHUP, lambda *_: None)
-        self.listener = self._listen()
-        if self.initial is not None:
-            self.initial.hello = {"stdin": self.spec.stdin_open}
-            self.clients.append(self.initial)
-            self.sel.register(self.initial.sock, selectors.EVENT_READ, ("client", self.initial))
         self.sel.register(self.wakeup_r, selectors.EVENT_READ, ("wakeup", None))
+        if resumed is None:
+            self.listener = self._listen()
+            if self.initial is not None:
+                self.initial.hello = {"stdin": self.spec.stdin_open}
+                self._add_client(self.initial)
+            return
+        self.listener = socket.socket(fileno=resumed["listener"])
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, ("listener", None))
+        for fd, hello in resumed["clients"]:
+            client = Client(socket.socket(fileno=fd))
+            client.hello = hello
+            self._add_client(client)
+        for fd, stream in resumed["outputs"]:
+            self.outputs[fd] = stream
+            self.sel.register(fd, selectors.EVENT_READ, ("output", stream))
+        self.stdin_w = resumed["stdin"]
+        self.master = resumed["master"]
+        self.init_pid = resumed["init"]
+
+    def _add_client(self, client: Client) -> None:
+        self.clients.append(client)
+        self.sel.register(client.sock, selectors.EVENT_READ, ("client", client))
+
+    def run(self, first_start_done: bool = False) -> int:
         backoff = 0.1
+        first = True
         while True:
             started = time.monotonic()
-            code = self.one_run()
-            if code is None or self.removed:  # could not start (reported), or --rm done
+            if not (first and first_start_done) and not self.start_container():
+                break  # could not start: recorded and reported already
+            first = False
+            code = self.supervise()
+            if self.removed:  # --rm: done
                 break
             state = self.store.load_state(self.cid)
             if not self._should_restart(code, state):
@@ -153,6 +176,36 @@ class Monitor:
                 break
         self.finish()
         return 0
+
+    def exec_lean(self) -> None:
+        """Replace this process (forked from the `corral` command, with all its modules)
+        by a fresh interpreter that loads only the monitor: the same pid, so the container
+        stays our child; the fds it needs are passed on."""
+        import corral
+
+        resumed = {
+            "listener": self.listener.fileno(),
+            "clients": [[c.sock.fileno(), c.hello] for c in self.clients],
+            "outputs": [[fd, stream] for fd, stream in self.outputs.items()],
+            "stdin": self.stdin_w,
+            "master": self.master,
+            "init": self.init_pid,
+        }
+        keep = [self.listener.fileno(), *(c.sock.fileno() for c in self.clients), *self.outputs]
+        keep += [fd for fd in (self.stdin_w, self.master) if fd is not None]
+        for fd in keep:
+            os.set_inheritable(fd, True)
+        self.logs.close()
+        pkg_parent = os.path.dirname(os.path.dirname(corral.__file__))
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "from corral.engine.monitor import main; sys.exit(main(sys.argv[2:]))"
+        )
+        os.execv(
+            sys.executable,
+            [sys.executable, "-I", "-S", "-c", code, pkg_parent, self.data_root, self.cid,
+             "resume", fastjson.dumps(resumed)],
+        )  # fmt: skip
 
     def _should_restart(self, code: int, state: Any) -> bool:
         policy = self.spec.restart
@@ -172,8 +225,11 @@ class Monitor:
             self._poll(min(0.1, deadline - time.monotonic()))
         return True
 
-    def one_run(self) -> int | None:
-        """Create, start and wait for the container once; its exit code, or None."""
+    def start_container(self, in_process: bool = False) -> bool:
+        """Create and start through the runtime (in a helper child, or in this process when
+        it is the pre-exec monitor that has the modules loaded anyway). False: it failed,
+        and that is recorded and reported."""
+        self.exit_code = None
         stdio, child_ends = self._stdio()
         console = None
         if self.spec.tty:
@@ -181,7 +237,8 @@ class Monitor:
             console_sock = _listen_unix(console)
         runtime = self.spec.runtime
         try:
-            pid = self._helper(
+            pid = self._work(
+                in_process,
                 "create_and_start",
                 self.data_root,
                 self.cid,
@@ -199,8 +256,9 @@ class Monitor:
         except (HelperFailed, OSError) as err:
             code = err.code if isinstance(err, HelperFailed) else 125
             self._close_child_ends(child_ends)
-            if self.init_pid or getattr(err, "pid", 0):
-                _kill_quietly(self.init_pid or err.pid)  # type: ignore[union-attr]
+            leftover = self.init_pid or getattr(err, "pid", 0)
+            if leftover:
+                _kill_quietly(leftover)
             try:
                 self._helper("delete", runtime, self.cid)
             except HelperFailed:
@@ -213,7 +271,7 @@ class Monitor:
             )
             self.report(f"error {code} {err}")
             self._broadcast(frame(EXIT, str(code).encode()))
-            return None
+            return False
         finally:
             if console:
                 console_sock.close()
@@ -230,7 +288,10 @@ class Monitor:
         )
         self.report(f"started {self.init_pid}")
         self._broadcast(frame(STARTED, b""))
-        self.exit_code = None
+        return True
+
+    def supervise(self) -> int:
+        """Relay and log until the container's init exits; record how it ended."""
         health = self._health_schedule()
         while self.exit_code is None:
             timeout = None
@@ -241,11 +302,14 @@ class Monitor:
                 health = self._health_check()
         self._drain_outputs()
         oom = False
+        runtime = self.spec.runtime
         # --rm never restarts: the removal can go with the exit checks, in one child
         action = "oom_killed_then_remove" if self.spec.auto_remove else "oom_killed_then_delete"
         args = (runtime, self.cid, self.data_root) if self.spec.auto_remove else (runtime, self.cid)
+        # No restart can follow: do it here (this process ends soon) and save a fork.
+        last = self.spec.auto_remove or self.spec.restart == "no"
         try:
-            oom = bool(self._helper(action, *args))
+            oom = bool(self._work(last, action, *args))
             self.removed = self.spec.auto_remove
         except HelperFailed as err:
             self._note(f"{action}: {err}")
@@ -254,6 +318,16 @@ class Monitor:
         if not self.removed:
             self.update(status="exited", exit_code=code, oom_killed=oom, finished_at=now(), pid=0)
         return code
+
+    def _work(self, in_process: bool, action: str, *args: Any) -> Any:
+        if not in_process:
+            return self._helper(action, *args)
+        from corral.engine import monitor_work
+
+        try:
+            return getattr(monitor_work, action)(*args)
+        except Exception as err:
+            raise HelperFailed(str(err), getattr(err, "code", 125), getattr(err, "pid", 0)) from err
 
     def _helper(self, action: str, *args: Any) -> Any:
         """Run monitor_work.<action>(*args) in a child; its result, or HelperFailed."""
@@ -266,7 +340,11 @@ class Monitor:
 
                 payload = {"ok": getattr(monitor_work, action)(*args)}
             except BaseException as err:  # everything goes back to the monitor
-                payload = {"error": str(err) or repr(err), "code": getattr(err, "code", 125)}
+                payload = {
+                    "error": str(err) or repr(err),
+                    "code": getattr(err, "code", 125),
+                    "pid": getattr(err, "pid", 0),
+                }
             os.write(w, fastjson.dumps(payload).encode())
             os._exit(0)
         os.close(w)
@@ -283,7 +361,9 @@ class Monitor:
         except ValueError:
             result = {"error": "helper sent garbage"}
         if "error" in result:
-            raise HelperFailed(str(result["error"]), int(result.get("code", 125)))
+            raise HelperFailed(
+                str(result["error"]), int(result.get("code", 125)), int(result.get("pid", 0))
+            )
         return result["ok"]
 
     def finish(self) -> None:
@@ -547,9 +627,10 @@ class Monitor:
 
 
 class HelperFailed(Exception):
-    def __init__(self, message: str, code: int = 125) -> None:
+    def __init__(self, message: str, code: int = 125, pid: int = 0) -> None:
         super().__init__(message)
         self.code = code
+        self.pid = pid  # a container init created before the failure, to be killed
 
 
 def now() -> str:
@@ -609,24 +690,43 @@ def _start_time(pid: int) -> int:
         return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    data_root, cid = args[0], args[1]
-    # Become a daemon: a new session, and no longer the starting command's child (it
-    # reaps our parent at once), so the container outlives whatever started it.
-    if os.fork() != 0:
-        os._exit(0)
-    os.setsid()
-    client_fd = int(args[2]) if len(args) > 2 and args[2] != "-" else None
-    status_fd = int(args[3]) if len(args) > 3 and args[3] != "-" else None
+def launch(data_root: str, cid: str, client_fd: int | None, status_fd: int) -> None:
+    """In a child forked from `corral run/start` (modules loaded, no interpreter start-up):
+    become the monitor, create and start the container here, then exec the lean monitor."""
+    from corral.kernel import prctl
+
     monitor = Monitor(data_root, cid, client_fd, status_fd)
     try:
-        return monitor.run()
+        prctl.set_child_subreaper(True)  # kept across execve
+        monitor.update(monitor_pid=os.getpid(), monitor_start=_start_time(os.getpid()))
+        monitor.setup()
+        if not monitor.start_container(in_process=True):
+            monitor.finish()
+            return
+        monitor.exec_lean()
     except BaseException:
         import traceback
 
         monitor._note("monitor failed:\n" + traceback.format_exc())
         monitor.report("error 125 the monitor failed: see monitor.log")
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The lean monitor, exec'd by launch() with the fds to adopt."""
+    args = argv if argv is not None else sys.argv[1:]
+    data_root, cid, mode, fds = args[0], args[1], args[2], args[3]
+    if mode != "resume":
+        raise SystemExit(f"corral monitor: unknown mode {mode!r}")
+    monitor = Monitor(data_root, cid, None, None)
+    try:
+        monitor.setup(fastjson.loads(fds))
+        monitor._reap()  # the container may have exited while we exec'd
+        return monitor.run(first_start_done=True)
+    except BaseException:
+        import traceback
+
+        monitor._note("monitor failed:\n" + traceback.format_exc())
         raise
 
 

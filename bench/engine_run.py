@@ -1,0 +1,251 @@
+"""`corral run` side by side with podman (and docker when a daemon answers), one run:
+
+    sudo .venv/bin/python bench/engine_run.py [--runs 20] [--many 100]
+
+1. `run --rm IMAGE true`: medians (and p90) over --runs, the ratio of each tool to Corral.
+2. Memory per idle container: what each engine keeps per running `sleep` container (Corral's
+   monitor; podman's conmon; docker's containerd-shim), RSS and PSS from smaps_rollup.
+3. --many containers started with `run -d ... sleep 1000`, then all stopped (`stop -t 0`)
+   and removed: total times.
+
+The image is Corral's built-in busybox, saved with `corral save` and loaded into podman,
+so every engine runs the same bytes. Podman runs with its own --root/--runroot in a temp
+dir, cgroupfs, runc (crun cannot run on this host's hybrid cgroup layout) and ulimits the
+host allows; nothing is pulled from a network. Docker is measured only if `docker info`
+answers (no daemon runs on the machines this project is tested on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CORRAL = [sys.executable, "-m", "corral.cli.main"]
+WORK = Path(f"/var/tmp/corral-bench-engine-{os.getpid()}")
+RUN = Path(f"/run/corral-bench-engine-{os.getpid()}")
+IMAGE = "corral/busybox"
+
+
+def corral_cmd() -> list[str]:
+    return [*CORRAL, "--data-root", str(WORK / "corral")]
+
+
+def podman_cmd() -> list[str]:
+    return [
+        "podman", "--root", str(WORK / "podman"), "--runroot", str(RUN / "podman"),
+        "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--runtime", "runc",
+    ]  # fmt: skip
+
+
+PODMAN_RUN = [
+    "--pull",
+    "never",
+    "--network",
+    "none",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=4096:4096",
+]
+
+
+def docker_available() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def run(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def smaps(pid: int) -> tuple[int, int]:
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+def children_named(name: str) -> list[int]:
+    """Pids whose executable's name is `name` (read from /proc; nothing is signalled)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == name:
+                    out.append(int(entry))
+            except OSError:
+                continue
+    return out
+
+
+def setup() -> dict[str, list[str]]:
+    WORK.mkdir(parents=True)
+    RUN.mkdir(parents=True)
+    env_parent = f"corral-bench-{os.getpid()}"
+    os.environ["CORRAL_CGROUP_PARENT"] = env_parent
+    os.environ["CORRAL_ROOT"] = str(RUN / "corral")
+    subprocess.run([*corral_cmd(), "run", "--rm", "-q", IMAGE, "true"], check=True)
+    archive = WORK / "busybox.tar"
+    subprocess.run([*corral_cmd(), "save", "-o", str(archive), IMAGE], check=True)
+    subprocess.run(
+        [*podman_cmd(), "load", "-q", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL
+    )
+    tools = {
+        "corral": [*corral_cmd(), "run", "--rm", IMAGE, "true"],
+        "podman": [*podman_cmd(), "run", "--rm", *PODMAN_RUN, f"localhost/{IMAGE}", "true"],
+    }
+    if docker_available():
+        subprocess.run(
+            ["docker", "load", "-q", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL
+        )
+        tools["docker"] = ["docker", "run", "--rm", "--network", "none", IMAGE, "true"]
+    return tools
+
+
+def bench_run_rm(tools: dict[str, list[str]], runs: int) -> None:
+    times: dict[str, list[float]] = {t: [] for t in tools}
+    for name, argv in tools.items():
+        run(argv)  # warm
+    for _ in range(runs):
+        for name, argv in tools.items():  # interleaved
+            times[name].append(run(argv))
+    base = statistics.median(times["corral"])
+    print(f"\nrun --rm IMAGE true ({runs} runs)      median      p90    ratio to corral")
+    for name, values in times.items():
+        med = statistics.median(values)
+        p90 = sorted(values)[int(len(values) * 0.9) - 1]
+        print(f"  {name:<32} {med * 1000:7.1f} ms {p90 * 1000:7.1f} ms    {med / base:5.2f}x")
+
+
+def bench_memory(tools: dict[str, list[str]]) -> None:
+    print("\nmemory kept per idle container (RSS / PSS, kB)")
+    cid = subprocess.run(
+        [*corral_cmd(), "run", "-d", IMAGE, "sleep", "1000"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    import json
+
+    state = json.loads((WORK / "corral" / "containers" / cid / "state.json").read_text())
+    rss, pss = smaps(state["monitor_pid"])
+    print(f"  corral monitor                   {rss:6d} / {pss:6d}")
+    subprocess.run([*corral_cmd(), "rm", "-f", cid], check=True, stdout=subprocess.DEVNULL)
+    before = set(children_named("conmon"))
+    pid = subprocess.run(
+        [*podman_cmd(), "run", "-d", *PODMAN_RUN, f"localhost/{IMAGE}", "sleep", "1000"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    conmons = sorted(set(children_named("conmon")) - before)
+    if conmons:
+        rss, pss = smaps(conmons[0])
+        print(f"  podman conmon                    {rss:6d} / {pss:6d}")
+    subprocess.run(
+        [*podman_cmd(), "rm", "-f", "-t", "0", pid], check=True, stdout=subprocess.DEVNULL
+    )
+    if "docker" in tools:
+        before = set(children_named("containerd-shim"))
+        did = subprocess.run(
+            ["docker", "run", "-d", "--network", "none", IMAGE, "sleep", "1000"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        shims = sorted(set(children_named("containerd-shim")) - before)
+        if shims:
+            rss, pss = smaps(shims[0])
+            print(f"  docker containerd-shim          {rss:6d} / {pss:6d}")
+        subprocess.run(["docker", "rm", "-f", did], check=True, stdout=subprocess.DEVNULL)
+
+
+def bench_many(tools: dict[str, list[str]], many: int) -> None:
+    print(f"\n{many} containers running `sleep 1000`: start all, then stop and remove all")
+    results = {}
+    engines = {
+        "corral": (corral_cmd(), [IMAGE]),
+        "podman": (podman_cmd(), [*PODMAN_RUN, f"localhost/{IMAGE}"]),
+    }
+    for name, (base, image_args) in engines.items():
+        ids = []
+        t0 = time.perf_counter()
+        for _ in range(many):
+            out = subprocess.run(
+                [*base, "run", "-d", *image_args, "sleep", "1000"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            ids.append(out.stdout.strip())
+        started = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        subprocess.run(
+            [*base, "stop", "-t", "0", *ids],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        subprocess.run([*base, "rm", *ids], check=True, stdout=subprocess.DEVNULL)
+        stopped = time.perf_counter() - t1
+        results[name] = (started, stopped)
+    base_start, base_stop = results["corral"]
+    for name, (started, stopped) in results.items():
+        print(
+            f"  {name:<8} start {started:6.2f} s ({started / base_start:4.2f}x)   stop+rm {stopped:6.2f} s ({stopped / base_stop:4.2f}x)"
+        )
+
+
+def cleanup() -> None:
+    subprocess.run([*podman_cmd(), "rm", "-a", "-f", "-t", "0"], capture_output=True)
+    subprocess.run([*podman_cmd(), "rmi", "-a", "-f"], capture_output=True)
+    ids = subprocess.run(
+        [*corral_cmd(), "ps", "-aq", "--no-trunc"], capture_output=True, text=True
+    ).stdout.split()
+    if ids:
+        subprocess.run([*corral_cmd(), "rm", "-f", *ids], capture_output=True)
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith((str(WORK), str(RUN)))), reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    shutil.rmtree(WORK, ignore_errors=True)
+    shutil.rmtree(RUN, ignore_errors=True)
+    from corral.cgroups import open_manager
+
+    try:
+        open_manager(parent=os.environ["CORRAL_CGROUP_PARENT"]).remove_parent()
+    except Exception as err:  # noqa: BLE001 - report, the rest is cleaned
+        print(f"cleanup: cgroup parent: {err}", file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--many", type=int, default=100)
+    args = parser.parse_args()
+    try:
+        tools = setup()
+        if "docker" not in tools:
+            print("docker: no daemon answers `docker info` here; measured: corral, podman")
+        bench_run_rm(tools, args.runs)
+        bench_memory(tools)
+        bench_many(tools, args.many)
+    finally:
+        cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
