@@ -7,17 +7,14 @@ It is made the first time it is asked for and is then an image like any other.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
-import shutil
 import sys
-import tarfile
-import tempfile
-from typing import Any
 
 from corral.errors import ImageNotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 BUILTIN = "corral/busybox"
 BUILTIN_FULL = "docker.io/corral/busybox:latest"
@@ -43,6 +40,11 @@ def resolve(data_root: str, name: str, *, pull_missing: bool = True, quiet: bool
 
 
 def build_builtin(store: Any) -> Any:
+    import hashlib
+    import io
+    import json
+    import tempfile
+
     from corral.image import reference
     from corral.image.layers import FileSource, store_layer
     from corral.image.progress import Progress
@@ -104,6 +106,10 @@ def build_builtin(store: Any) -> Any:
 def _tar(root: str) -> bytes:
     """Deterministic: sorted entries, fixed times and owners, so every machine with the
     same busybox makes the same image id."""
+    import io
+    import shutil
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for dirpath, dirnames, filenames in os.walk(root):

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 STDIN, STDOUT, STDERR, EXIT, RESIZE, STDIN_CLOSED, STARTED = 0, 1, 2, 3, 4, 5, 6
 HEADER = struct.Struct(">B3xI")
+QUICK_EXIT = 0.015  # seconds the pre-exec monitor waits for a container that exits at once
 
 
 def frame(stream: int, payload: bytes) -> bytes:
@@ -702,6 +703,15 @@ def launch(data_root: str, cid: str, client_fd: int | None, status_fd: int) -> N
         monitor.setup()
         if not monitor.start_container(in_process=True):
             monitor.finish()
+            return
+        # A command that ends at once (`run --rm IMAGE true`) has nothing left to watch:
+        # finish here, where the modules for the exit work are loaded, instead of paying
+        # for a fresh interpreter first. Anything longer gets the lean monitor.
+        deadline = time.monotonic() + QUICK_EXIT
+        while monitor.exit_code is None and time.monotonic() < deadline:
+            monitor._poll(max(0.0, deadline - time.monotonic()))
+        if monitor.exit_code is not None:
+            monitor.run(first_start_done=True)
             return
         monitor.exec_lean()
     except BaseException:

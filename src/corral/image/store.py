@@ -27,14 +27,17 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from typing import Any, BinaryIO
 
 from corral import fastjson
 from corral.errors import DigestMismatch, ImageError, ImageInUse, ImageNotFound
 from corral.image import reference
 from corral.oci import image as spec
 from corral.structs import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, BinaryIO
 
 DEFAULT_DATA_ROOT = "/var/lib/corral"
 REPOSITORY = "io.corral.repository"
