@@ -116,7 +116,7 @@ def setup() -> dict[str, list[str]]:
 
 def bench_run_rm(tools: dict[str, list[str]], runs: int) -> None:
     times: dict[str, list[float]] = {t: [] for t in tools}
-    for name, argv in tools.items():
+    for argv in tools.values():
         run(argv)  # warm
     for _ in range(runs):
         for name, argv in tools.items():  # interleaved
@@ -204,7 +204,8 @@ def bench_many(tools: dict[str, list[str]], many: int) -> None:
     base_start, base_stop = results["corral"]
     for name, (started, stopped) in results.items():
         print(
-            f"  {name:<8} start {started:6.2f} s ({started / base_start:4.2f}x)   stop+rm {stopped:6.2f} s ({stopped / base_stop:4.2f}x)"
+            f"  {name:<8} start {started:6.2f} s ({started / base_start:4.2f}x)   "
+            f"stop+rm {stopped:6.2f} s ({stopped / base_stop:4.2f}x)"
         )
 
 
@@ -226,7 +227,7 @@ def cleanup() -> None:
 
     try:
         open_manager(parent=os.environ["CORRAL_CGROUP_PARENT"]).remove_parent()
-    except Exception as err:  # noqa: BLE001 - report, the rest is cleaned
+    except Exception as err:
         print(f"cleanup: cgroup parent: {err}", file=sys.stderr)
 
 
