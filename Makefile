@@ -7,10 +7,8 @@ PY := $(VENV)/bin/python
 setup:
 	@scripts/setup.sh
 
-# Corral's main job. For now: show the host's cgroup hierarchies, then run a command in a
-# fresh cgroup with a 64 MiB memory limit (the group is removed afterwards).
-# Corral's main job: run a container. A busybox rootfs made from the host (no network),
-# its own hostname and pid namespace, a 64 MiB memory limit; removed when it exits.
+# Corral's main job: `corral run` on the built-in image (the host's busybox, no network),
+# with its own hostname and pid namespace and a 64 MiB memory limit; removed when it exits.
 run: setup
 	$(PY) scripts/demo_container.py
 

@@ -1,19 +1,13 @@
-"""`make run`: a real container on a busybox rootfs built from the host (no network).
+"""`make run`: `corral run` on the built-in image (made from the host's busybox: no network).
 
-It shows its own hostname, that it is pid 1 in its own pid namespace, and the memory
-limit its cgroup sets, read from inside; then it is removed."""
+The container shows its own hostname, that it is pid 1 in its own pid namespace, and the
+memory limit its cgroup sets, read from inside; --rm removes it when it exits."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
 
-from corral.runtime.bundle import build_busybox_rootfs, write_bundle
-
-ROOTFS = "/var/tmp/corral-demo/busybox"
 SCRIPT = (
     'echo "hostname: $(hostname)"; echo "my pid: $$"; '
     'echo "processes I can see: $(ls /proc | grep -cE "^[0-9]+$")"; '
@@ -24,17 +18,11 @@ SCRIPT = (
 
 
 def main() -> int:
-    build_busybox_rootfs(ROOTFS)
-    with tempfile.TemporaryDirectory(prefix="corral-demo-") as bundle:
-        spec = write_bundle(bundle, ROOTFS, ["sh", "-c", SCRIPT], hostname="corral-demo")
-        spec["root"]["readonly"] = True
-        spec["linux"]["resources"]["memory"] = {"limit": 64 << 20}
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f, indent=1)
-        runtime = os.path.join(os.path.dirname(sys.executable), "corral-runtime")
-        cmd = [runtime, "run", "--bundle", bundle, f"corral-demo-{os.getpid()}"]
-        print("$", " ".join(cmd), flush=True)
-        return subprocess.run(cmd).returncode
+    corral = os.path.join(os.path.dirname(sys.executable), "corral")
+    argv = [corral, "run", "--rm", "--hostname", "corral-demo", "--memory", "64m"]
+    argv += ["corral/busybox", "sh", "-c", SCRIPT]
+    print("$ corral run --rm --hostname corral-demo --memory 64m corral/busybox sh -c ...")
+    os.execv(corral, argv)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _resource_flags(p)
     p.add_argument("--restart")
     p.set_defaults(func=cmd_update)
+    p = sub.add_parser("cp", help="copy files between a container and the host")
+    p.add_argument("src", metavar="SRC", help="CONTAINER:PATH or a host path")
+    p.add_argument("dest", metavar="DEST", help="CONTAINER:PATH or a host path")
+    p.set_defaults(func=cmd_cp)
+    p = sub.add_parser("stats", help="live resource usage of running containers")
+    p.add_argument("containers", nargs="*", metavar="CONTAINER")
+    p.add_argument("--no-stream", action="store_true", help="one sample, then exit")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_stats)
     p = sub.add_parser("port", help="published ports (none until bridge networking)")
     p.add_argument("container")
     p.set_defaults(func=cmd_port)
@@ -1073,3 +1082,57 @@ def cmd_port(args: argparse.Namespace) -> int:
 
     ContainerStore(data_root(args)).resolve(args.container)
     return 0  # no published ports without bridge networking
+
+
+def cmd_cp(args: argparse.Namespace) -> int:
+    from corral.engine import copy
+    from corral.engine.store import ContainerStore
+
+    store = ContainerStore(data_root(args))
+
+    def split(text: str) -> tuple[str | None, str]:
+        head, sep, path = text.partition(":")
+        if sep and not head.startswith(("/", ".")) and head:
+            return store.resolve(head), path
+        return None, text
+
+    (src_c, src), (dst_c, dst) = split(args.src), split(args.dest)
+    if (src_c is None) == (dst_c is None):
+        raise ConfigError("cp: exactly one of SRC and DEST must be CONTAINER:PATH")
+    if src_c is not None:
+        copy.copy_out(data_root(args), src_c, src, dst)
+    else:
+        assert dst_c is not None
+        copy.copy_in(data_root(args), dst_c, src, dst)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from corral.cli.image import human
+    from corral.engine import stats
+    from corral.engine.store import ContainerStore
+
+    store = ContainerStore(data_root(args))
+    ids = [store.resolve(c) for c in args.containers] if args.containers else None
+    first = True
+    while True:
+        rows = stats.sample(data_root(args), ids)
+        if args.format == "json":
+            for row in rows:
+                print(json.dumps(row))
+        else:
+            if not first and sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[J")
+            out = [
+                [r["ID"][:12], r["Name"], f"{r['CPUPerc']:.2f}%",
+                 f"{human(r['MemUsage'])} / {human(r['MemLimit']) if r['MemLimit'] else '-'}",
+                 f"{r['MemPerc']:.2f}%", r["PIDs"]]
+                for r in rows
+            ]  # fmt: skip
+            print(
+                table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"], out)
+            )
+        sys.stdout.flush()
+        if args.no_stream:
+            return 0
+        first = False

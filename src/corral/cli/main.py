@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 GROUPS: dict[str, tuple[str, ...]] = {
     "container": (
         "run", "create", "start", "stop", "restart", "kill", "rm", "ps", "exec", "logs",
-        "attach", "wait", "inspect", "pause", "unpause", "top", "rename", "update", "port",
+        "attach", "wait", "inspect", "pause", "unpause", "top", "rename", "update", "port", "cp",
+        "stats",
     ),
     "image": ("pull", "images", "rmi", "tag", "load", "save", "login", "logout", "image"),
     "volume": ("volume", "system", "info", "version"),

@@ -232,3 +232,57 @@ def test_kill_9_of_the_cli_mid_start_and_of_both(corral: Corral) -> None:
             assert _leftovers(cid) == [], delay
         # a name freed by the removal can be used again
         assert "t-mid" not in corral("ps", "-a", "--format", "{{.Names}}").stdout.split()
+
+
+def test_cp_both_ways_running_or_not(corral: Corral, tmp_path: Path) -> None:
+    corral.run(
+        "-d",
+        "--name",
+        "t-cp",
+        "-v",
+        "t-cp-vol:/data",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo inside > /tmp/made-inside; ln -s /etc/passwd /tmp/link; sleep 100",
+    )
+    assert wait_for(
+        lambda: (
+            corral("exec", "t-cp", "test", "-e", "/tmp/made-inside", check=False).returncode == 0
+        )
+    )
+    src = tmp_path / "from-host.txt"
+    src.write_text("from the host\n")
+    corral("cp", str(src), "t-cp:/tmp/")
+    assert corral("exec", "t-cp", "cat", "/tmp/from-host.txt").stdout == "from the host\n"
+    corral("cp", str(src), "t-cp:/data/in-volume.txt")  # lands in the volume
+    assert corral("exec", "t-cp", "cat", "/data/in-volume.txt").stdout == "from the host\n"
+    out = tmp_path / "out.txt"
+    corral("cp", "t-cp:/tmp/made-inside", str(out))
+    assert out.read_text() == "inside\n"
+    corral("cp", "t-cp:/tmp/link", str(tmp_path / "link"))
+    assert os.readlink(tmp_path / "link") == "/etc/passwd"  # copied as a link, not followed
+    corral("stop", "-t", "0", "t-cp")
+    corral("cp", "t-cp:/tmp/made-inside", str(tmp_path / "after-stop.txt"))  # stopped: still works
+    assert (tmp_path / "after-stop.txt").read_text() == "inside\n"
+    assert not [
+        line
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if corral.inspect("t-cp")["Id"] in line
+    ]
+    bad = corral("cp", str(src), str(tmp_path / "x"), check=False)
+    assert bad.returncode == 1 and "CONTAINER:PATH" in bad.stderr
+
+
+def test_stats(corral: Corral) -> None:
+    corral.run("-d", "--name", "t-stats", "-m", "64m", IMAGE, "sh", "-c", "while true; do :; done")
+    rows = [
+        json.loads(line)
+        for line in corral(
+            "stats", "--no-stream", "--format", "json", "t-stats"
+        ).stdout.splitlines()
+    ]
+    assert len(rows) == 1 and rows[0]["Name"] == "t-stats"
+    assert rows[0]["CPUPerc"] > 20 and rows[0]["MemLimit"] == 64 << 20 and rows[0]["PIDs"] == 1
+    table = corral("stats", "--no-stream", "t-stats").stdout
+    assert "t-stats" in table and "MEM USAGE / LIMIT" in table
