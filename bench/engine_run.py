@@ -12,7 +12,9 @@ The image is Corral's built-in busybox, saved with `corral save` and loaded into
 so every engine runs the same bytes. Podman runs with its own --root/--runroot in a temp
 dir, cgroupfs, runc (crun cannot run on this host's hybrid cgroup layout) and ulimits the
 host allows; nothing is pulled from a network. Docker is measured only if `docker info`
-answers (no daemon runs on the machines this project is tested on).
+answers: the benchmark starts its own dockerd (Debian's docker.io, when installed) with
+its data, exec root and socket in temp dirs, no bridge and no iptables, containers under
+a cgroup parent of its own; all of it is removed at the end.
 """
 
 from __future__ import annotations
@@ -55,10 +57,57 @@ PODMAN_RUN = [
 ]
 
 
-def docker_available() -> bool:
-    if not shutil.which("docker"):
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+DOCKER_SOCK = RUN / "docker" / "docker.sock"
+DOCKER_CGROUP = f"/corral-bench-docker-{os.getpid()}"
+
+
+def docker_cmd() -> list[str]:
+    client = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+    return [client, "-H", f"unix://{DOCKER_SOCK}"]
+
+
+def start_dockerd() -> subprocess.Popen[bytes] | None:
+    if not shutil.which("dockerd"):
+        return None
+    (RUN / "docker").mkdir(parents=True)
+    log = open(WORK / "dockerd.log", "wb")  # noqa: SIM115 - lives as long as the daemon
+    proc = subprocess.Popen(
+        ["dockerd", "--data-root", str(WORK / "docker"),
+         "--exec-root", str(RUN / "docker" / "exec"),
+         "-H", f"unix://{DOCKER_SOCK}", "--pidfile", str(RUN / "docker" / "docker.pid"),
+         "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+         "--cgroup-parent", DOCKER_CGROUP],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while subprocess.run([*docker_cmd(), "info"], capture_output=True).returncode != 0:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            proc.wait()
+            return None
+        time.sleep(0.2)
+    return proc
+
+
+def stop_dockerd(proc: subprocess.Popen[bytes]) -> None:
+    subprocess.run([*docker_cmd(), "rm", "-f", *_docker_ids()], capture_output=True)
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for top in Path("/sys/fs/cgroup").glob(f"*{DOCKER_CGROUP}"):
+        for d in [*sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True), top]:
+            try:
+                d.rmdir()
+            except OSError as err:
+                print(f"cleanup: {d}: {err}", file=sys.stderr)
+
+
+def _docker_ids() -> list[str]:
+    out = subprocess.run([*docker_cmd(), "ps", "-aq"], capture_output=True, text=True).stdout
+    return out.split()
 
 
 def run(argv: list[str]) -> float:
@@ -90,9 +139,10 @@ def children_named(name: str) -> list[int]:
     return out
 
 
+DOCKERD: subprocess.Popen[bytes] | None = None
+
+
 def setup() -> dict[str, list[str]]:
-    WORK.mkdir(parents=True)
-    RUN.mkdir(parents=True)
     env_parent = f"corral-bench-{os.getpid()}"
     os.environ["CORRAL_CGROUP_PARENT"] = env_parent
     os.environ["CORRAL_ROOT"] = str(RUN / "corral")
@@ -106,11 +156,10 @@ def setup() -> dict[str, list[str]]:
         "corral": [*corral_cmd(), "run", "--rm", IMAGE, "true"],
         "podman": [*podman_cmd(), "run", "--rm", *PODMAN_RUN, f"localhost/{IMAGE}", "true"],
     }
-    if docker_available():
-        subprocess.run(
-            ["docker", "load", "-q", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL
-        )
-        tools["docker"] = ["docker", "run", "--rm", "--network", "none", IMAGE, "true"]
+    if DOCKERD is not None:
+        load = [*docker_cmd(), "load", "-q", "-i", str(archive)]
+        subprocess.run(load, check=True, stdout=subprocess.DEVNULL)
+        tools["docker"] = [*docker_cmd(), "run", "--rm", "--network", "none", IMAGE, "true"]
     return tools
 
 
@@ -139,6 +188,8 @@ def bench_memory(tools: dict[str, list[str]]) -> None:
     ).stdout.strip()
     import json
 
+    time.sleep(1)  # measured once settled: the monitor re-execs itself lean after the start
+
     state = json.loads((WORK / "corral" / "containers" / cid / "state.json").read_text())
     rss, pss = smaps(state["monitor_pid"])
     print(f"  corral monitor                   {rss:6d} / {pss:6d}")
@@ -150,6 +201,7 @@ def bench_memory(tools: dict[str, list[str]]) -> None:
         capture_output=True,
         text=True,
     ).stdout.strip()
+    time.sleep(1)
     conmons = sorted(set(children_named("conmon")) - before)
     if conmons:
         rss, pss = smaps(conmons[0])
@@ -158,18 +210,27 @@ def bench_memory(tools: dict[str, list[str]]) -> None:
         [*podman_cmd(), "rm", "-f", "-t", "0", pid], check=True, stdout=subprocess.DEVNULL
     )
     if "docker" in tools:
-        before = set(children_named("containerd-shim"))
+        before = set(children_named("containerd-shim")) | set(
+            children_named("containerd-shim-runc-v2")
+        )
         did = subprocess.run(
-            ["docker", "run", "-d", "--network", "none", IMAGE, "sleep", "1000"],
+            [*docker_cmd(), "run", "-d", "--network", "none", IMAGE, "sleep", "1000"],
             check=True,
             capture_output=True,
             text=True,
         ).stdout.strip()
-        shims = sorted(set(children_named("containerd-shim")) - before)
+        time.sleep(1)
+        shims = sorted(
+            (
+                set(children_named("containerd-shim"))
+                | set(children_named("containerd-shim-runc-v2"))
+            )
+            - before
+        )
         if shims:
             rss, pss = smaps(shims[0])
             print(f"  docker containerd-shim          {rss:6d} / {pss:6d}")
-        subprocess.run(["docker", "rm", "-f", did], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*docker_cmd(), "rm", "-f", did], check=True, stdout=subprocess.DEVNULL)
 
 
 def bench_many(tools: dict[str, list[str]], many: int) -> None:
@@ -179,6 +240,8 @@ def bench_many(tools: dict[str, list[str]], many: int) -> None:
         "corral": (corral_cmd(), [IMAGE]),
         "podman": (podman_cmd(), [*PODMAN_RUN, f"localhost/{IMAGE}"]),
     }
+    if "docker" in tools:
+        engines["docker"] = (docker_cmd(), ["--network", "none", IMAGE])
     for name, (base, image_args) in engines.items():
         ids = []
         t0 = time.perf_counter()
@@ -236,14 +299,23 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--many", type=int, default=100)
     args = parser.parse_args()
+    global DOCKERD
     try:
+        WORK.mkdir(parents=True)
+        RUN.mkdir(parents=True)
+        DOCKERD = start_dockerd()
         tools = setup()
         if "docker" not in tools:
-            print("docker: no daemon answers `docker info` here; measured: corral, podman")
+            print(
+                "docker: dockerd is not installed (apt-get install docker.io): "
+                "measured corral and podman"
+            )
         bench_run_rm(tools, args.runs)
         bench_memory(tools)
         bench_many(tools, args.many)
     finally:
+        if DOCKERD is not None:
+            stop_dockerd(DOCKERD)
         cleanup()
     return 0
 
