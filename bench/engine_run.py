@@ -28,6 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import smaps
+
 CORRAL = [sys.executable, "-m", "corral.cli.main"]
 WORK = Path(f"/var/tmp/corral-bench-engine-{os.getpid()}")
 RUN = Path(f"/run/corral-bench-engine-{os.getpid()}")
@@ -114,16 +118,6 @@ def run(argv: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
-
-
-def smaps(pid: int) -> tuple[int, int]:
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Rss:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
 
 
 def children_named(name: str) -> list[int]:

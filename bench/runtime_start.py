@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import smaps
 from tests.bundles import make_bundle, write_spec
 
 from corral.kernel import mount as kmount
@@ -31,16 +32,6 @@ from corral.kernel import namespaces, prctl
 
 CORRAL = str(Path(sys.executable).parent / "corral-runtime")
 PARENT = f"corral-bench-{os.getpid()}"
-
-
-def smaps(pid: int) -> tuple[int, int]:
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Rss:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
 
 
 def cycle(

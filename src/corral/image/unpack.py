@@ -271,12 +271,7 @@ class _Leaves:
             if m.issym():
                 os.symlink(m.linkname, name, dir_fd=fd)
             else:
-                out = os.open(
-                    name,
-                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    0o600,
-                    dir_fd=fd,
-                )
+                out = _create_new(name, fd)
                 try:
                     view = memoryview(data)
                     while view:
@@ -344,12 +339,7 @@ def _entry(
             stats.bytes += m.size
             if stats.bytes > max_bytes:
                 raise LayerError(f"layer expands to more than {max_bytes} bytes")
-            out = os.open(
-                name,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=fd,
-            )
+            out = _create_new(name, fd)
             try:
                 src = archive.extractfile(m)
                 assert src is not None
@@ -392,6 +382,16 @@ def _entry(
         _attributes(fd, name, m)
     finally:
         os.close(fd)
+
+
+def _create_new(name: str, dir_fd: int) -> int:
+    """A new file, never an existing one and never through a symlink (mode set later)."""
+    return os.open(
+        name,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=dir_fd,
+    )
 
 
 def _attributes(dir_fd: int, name: str, m: tarfile.TarInfo) -> None:
