@@ -1,6 +1,6 @@
 """Container verbs with docker's names, flags and exit codes: run, create, start, stop,
 kill, restart, rm, ps, exec, logs, attach, wait, inspect, pause, unpause, top, rename,
-update, port, plus `container ...` aliases. Each verb is a few lines over corral.engine.
+update, cp, stats, port. Each verb is a few lines over corral.engine.
 
 Exit codes as docker's: the container's own; 125 when Corral fails; 126 a command that
 cannot be executed; 127 a command not found.

@@ -7,8 +7,11 @@ container's init (it is a child subreaper, so it gets it whatever runtime forked
 records the exit code and an OOM kill, applies the restart policy, and at the end deletes
 the runtime's container, unmounts the rootfs and, for --rm, removes the container.
 
-It is exec'd as `python -I -S` with only the standard library and Corral's package on its
-path, and imports nothing it does not use, to keep its memory small.
+Its life: `corral run` forks it (lifecycle.spawn_monitor); in that fork, with the CLI's
+modules loaded, it creates and starts the container (launch); then it execs a lean
+`python -I -S` that imports only this module's needs, keeping its pid (the container
+stays its child) and the fds it passes on (main, "resume"). Later heavy steps run in
+short-lived children it forks (monitor_work), so its memory stays small.
 
 Attach protocol (attach.py is the client): frames of an 8-byte header — stream, 3 zero
 bytes, big-endian length — then the payload. Streams from the monitor: 1 stdout, 2 stderr,
