@@ -49,7 +49,10 @@ def podman_cmd() -> list[str]:
     ]  # fmt: skip
 
 
+PODMAN_CGROUP = f"/corral-bench-podman-{os.getpid()}"  # removed at the end
 PODMAN_RUN = [
+    "--cgroup-parent",
+    PODMAN_CGROUP,
     "--pull",
     "never",
     "--network",
@@ -101,7 +104,12 @@ def stop_dockerd(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    for top in Path("/sys/fs/cgroup").glob(f"*{DOCKER_CGROUP}"):
+    remove_cgroup_parent(DOCKER_CGROUP)
+
+
+def remove_cgroup_parent(name: str) -> None:
+    """The cgroup parent a peer engine made for this benchmark, in every hierarchy."""
+    for top in Path("/sys/fs/cgroup").glob(f"*{name}"):
         for d in [*sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True), top]:
             try:
                 d.rmdir()
@@ -269,6 +277,7 @@ def bench_many(tools: dict[str, list[str]], many: int) -> None:
 def cleanup() -> None:
     subprocess.run([*podman_cmd(), "rm", "-a", "-f", "-t", "0"], capture_output=True)
     subprocess.run([*podman_cmd(), "rmi", "-a", "-f"], capture_output=True)
+    remove_cgroup_parent(PODMAN_CGROUP)
     ids = subprocess.run(
         [*corral_cmd(), "ps", "-aq", "--no-trunc"], capture_output=True, text=True
     ).stdout.split()
