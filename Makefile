@@ -22,11 +22,12 @@ typecheck: setup
 layers: setup
 	$(VENV)/bin/lint-imports
 
-# The cgroup v2 tier: the cgroups and runtime tests again, on a cgroup v2-only kernel
+# The cgroup v2 tier: the cgroups, runtime and engine tests again, on a cgroup v2-only kernel
 # (User-Mode Linux booted with this machine's / as its read-only root; tests/vm/).
 V2_TESTS := tests/unit tests/integration/test_kernel.py tests/integration/test_cgroups.py \
 	tests/integration/test_cli_cgroup.py tests/integration/runtime/test_lifecycle.py \
-	tests/integration/runtime/test_inside.py
+	tests/integration/runtime/test_inside.py tests/integration/engine/test_run.py \
+	tests/integration/engine/test_limits.py
 
 # What User-Mode Linux lacks (cpuset, the time namespace, several CPUs) runs under QEMU.
 V2_QEMU_TESTS := tests/integration/test_kernel.py tests/integration/test_cgroups.py \

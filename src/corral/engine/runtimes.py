@@ -58,11 +58,14 @@ def resolve(path: str) -> str:
 
 def exit_code_for(message: str) -> int:
     """docker's codes for a process that could not be started: 127 not found, 126 not
-    executable, 125 anything else (the engine's or the runtime's own failure)."""
+    executable, 125 anything else (the engine's or the runtime's own failure). Only a
+    failure to exec the container's command counts, not any 'no such file' on the way."""
     lower = message.lower()
-    if "no such file" in lower or "not found" in lower or "enoent" in lower:
+    if "exec" not in lower:
+        return 125
+    if "not found" in lower or "no such file" in lower:
         return 127
-    if "permission denied" in lower or "eacces" in lower or "exec format" in lower:
+    if "permission denied" in lower or "exec format" in lower or "is a directory" in lower:
         return 126
     return 125
 

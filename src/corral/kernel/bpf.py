@@ -45,32 +45,44 @@ class _ProgAttach(ctypes.Structure):
 
 def load_device_program(code: bytes, name: str = "corral_dev") -> int:
     """Load a BPF_PROG_TYPE_CGROUP_DEVICE program; returns its fd. The verifier's log is
-    part of the error if the kernel refuses it."""
+    part of the error if the kernel refuses it.
+
+    Loaded without a log first: with one, a verifier whose log outgrows the buffer fails
+    the load with ENOSPC even for a valid program (seen with a few device rules). Only a
+    refused program is loaded again, with a large log, to say why."""
+    try:
+        return _prog_load(code, name, None)
+    except KernelError as err:
+        log = ctypes.create_string_buffer(1 << 20)
+        try:
+            _prog_load(code, name, log)
+        except KernelError:
+            pass
+        detail = log.value.decode(errors="replace").strip()
+        raise KernelError("bpf(BPF_PROG_LOAD)", err.errno, "device program", detail[-300:]) from err
+
+
+def _prog_load(code: bytes, name: str, log: ctypes.Array[ctypes.c_char] | None) -> int:
     insns = ctypes.create_string_buffer(code, len(code))
     license_ = ctypes.create_string_buffer(b"Apache")
-    log = ctypes.create_string_buffer(4096)
     attr = _ProgLoad(
         prog_type=BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt=len(code) // 8,
         insns=ctypes.addressof(insns),
         license=ctypes.addressof(license_),
-        log_level=1,
-        log_size=len(log),
-        log_buf=ctypes.addressof(log),
+        log_level=1 if log is not None else 0,
+        log_size=len(log) if log is not None else 0,
+        log_buf=ctypes.addressof(log) if log is not None else 0,
         prog_name=name.encode()[:15],
         expected_attach_type=BPF_CGROUP_DEVICE,
     )
-    try:
-        return syscall(
-            "bpf",
-            ctypes.c_int(BPF_PROG_LOAD),
-            ctypes.byref(attr),
-            ctypes.c_uint(ctypes.sizeof(attr)),
-            target="device program",
-        )
-    except KernelError as err:
-        detail = log.value.decode(errors="replace").strip()
-        raise KernelError("bpf(BPF_PROG_LOAD)", err.errno, "device program", detail[-300:]) from err
+    return syscall(
+        "bpf",
+        ctypes.c_int(BPF_PROG_LOAD),
+        ctypes.byref(attr),
+        ctypes.c_uint(ctypes.sizeof(attr)),
+        target="device program",
+    )
 
 
 def attach_device_program(cgroup_dir: str, prog_fd: int) -> None:

@@ -55,20 +55,11 @@ def test_no_restart_after_success_with_on_failure(corral: Corral) -> None:
 
 def test_health_status_changes(corral: Corral) -> None:
     corral.run(
-        "-d",
-        "--name",
-        "t-health",
-        "--health-cmd",
-        "test -e /tmp/ok",
-        "--health-interval",
-        "0.2s",
-        "--health-retries",
-        "2",
-        IMAGE,
-        "sh",
-        "-c",
-        "sleep 0.7; touch /tmp/ok; sleep 1.2; rm /tmp/ok; sleep 100",
-    )
+        "-d", "--name", "t-health", "--health-cmd", "test -e /tmp/ok", "--health-interval", "0.2s",
+        "--health-retries", "2", IMAGE, "sh", "-c",
+        "while [ ! -e /tmp/make-ok ]; do sleep 0.1; done; touch /tmp/ok; "
+        "while [ ! -e /tmp/make-bad ]; do sleep 0.1; done; rm /tmp/ok; sleep 100",
+    )  # fmt: skip
     seen = []
 
     def status() -> str:
@@ -77,9 +68,12 @@ def test_health_status_changes(corral: Corral) -> None:
             seen.append(value)
         return value
 
-    assert wait_for(lambda: status() == "healthy", 15)
-    assert wait_for(lambda: status() == "unhealthy", 15)
-    assert seen[0] == "starting" and seen[-2:] == ["healthy", "unhealthy"]
+    assert wait_for(lambda: status() == "starting", 30)
+    corral("exec", "t-health", "touch", "/tmp/make-ok")
+    assert wait_for(lambda: status() == "healthy", 30)
+    corral("exec", "t-health", "touch", "/tmp/make-bad")
+    assert wait_for(lambda: status() == "unhealthy", 30)
+    assert "starting" in seen and seen[-2:] == ["healthy", "unhealthy"]
     assert "(unhealthy)" in corral("ps", "--format", "{{.Status}}", "-f", "name=t-health").stdout
     log = corral.inspect("t-health")["State"]["Health"]["Log"]
     assert log and log[-1]["ExitCode"] == 1
@@ -160,10 +154,21 @@ def test_volumes_persist_and_bind_mounts(corral: Corral, tmp_path: Path) -> None
 
 def test_attach_to_a_running_container(corral: Corral) -> None:
     corral.run(
-        "-d", "--name", "t-attach", IMAGE, "sh", "-c", "sleep 0.5; echo after-attach; exit 6"
+        "-d",
+        "--name",
+        "t-attach",
+        IMAGE,
+        "sh",
+        "-c",
+        "while [ ! -e /tmp/go ]; do sleep 0.1; done; echo after-attach; exit 6",
     )
-    result = corral("attach", "t-attach", check=False)
-    assert result.stdout == "after-attach\n" and result.returncode == 6
+    attached = subprocess.Popen(
+        corral.argv("attach", "t-attach"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(2)  # connected long before (attach shows what comes after it joins)
+    corral("exec", "t-attach", "touch", "/tmp/go")
+    out, _ = attached.communicate(timeout=60)
+    assert out == "after-attach\n" and attached.returncode == 6
 
 
 def test_restart_and_start_again(corral: Corral) -> None:

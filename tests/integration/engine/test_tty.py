@@ -31,7 +31,7 @@ class Terminal:
     def send(self, data: bytes) -> None:
         os.write(self.fd, data)
 
-    def expect(self, needle: bytes, timeout: float = 10) -> bytes:
+    def expect(self, needle: bytes, timeout: float = 30) -> bytes:
         deadline = time.monotonic() + timeout
         while needle not in self.out:
             left = deadline - time.monotonic()
@@ -48,7 +48,7 @@ class Terminal:
                 self.out += chunk
         return self.out
 
-    def exit_code(self, timeout: float = 20) -> int:
+    def exit_code(self, timeout: float = 60) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
@@ -92,7 +92,7 @@ def test_detach_keys_leave_it_running(corral: Corral) -> None:
     assert term.exit_code() == 0
     assert corral.inspect("t-detach")["State"]["Running"]
     again = Terminal(corral.argv("attach", "t-detach"))
-    time.sleep(0.3)
+    time.sleep(2)  # attached before typing
     again.send(b"echo back-again\r")
     again.expect(b"back-again\r\n")
     again.send(b"exit 9\r")
