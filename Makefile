@@ -27,7 +27,8 @@ layers: setup
 V2_TESTS := tests/unit tests/integration/test_kernel.py tests/integration/test_cgroups.py \
 	tests/integration/test_cli_cgroup.py tests/integration/runtime/test_lifecycle.py \
 	tests/integration/runtime/test_inside.py tests/integration/engine/test_run.py \
-	tests/integration/engine/test_limits.py
+	tests/integration/engine/test_limits.py tests/integration/engine/test_lifecycle.py \
+	tests/integration/engine/test_tty.py
 
 # What User-Mode Linux lacks (cpuset, the time namespace, several CPUs) runs under QEMU.
 V2_QEMU_TESTS := tests/integration/test_kernel.py tests/integration/test_cgroups.py \
