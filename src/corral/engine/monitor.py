@@ -340,6 +340,10 @@ class Monitor:
         if pid == 0:
             os.close(r)
             try:
+                from corral.kernel import prctl
+
+                # `rm -f` kills the monitor: a helper must not go on creating behind it
+                prctl.set_pdeathsig(signal.SIGKILL)
                 from corral.engine import monitor_work
 
                 payload = {"ok": getattr(monitor_work, action)(*args)}
