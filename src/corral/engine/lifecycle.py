@@ -139,6 +139,7 @@ def spawn_monitor(data_root: str, cid: str, client: Any = None) -> int:
     """Start the container's monitor; wait until the container runs. Returns its pid; a
     start failure raises RuntimeFailed with docker's exit code (125, 126, 127)."""
     store = ContainerStore(data_root)
+    wait_monitor_gone(store, cid)  # a previous monitor may still be unmounting the rootfs
     with store.lock(cid):
         state = current(store, cid)
         if state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
@@ -183,6 +184,19 @@ def spawn_monitor(data_root: str, cid: str, client: Any = None) -> int:
 
 
 # ----- stop, kill ------------------------------------------------------------------------------
+
+
+def wait_monitor_gone(store: ContainerStore, cid: str, timeout: float = 30.0) -> None:
+    """A monitor records the exit before its last steps (unmounting, removing): wait until
+    it has finished them, so that what comes next does not race it."""
+    state = store.load_state(cid)
+    if state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+        return
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while alive(state.monitor_pid, state.monitor_start) and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _runtime(spec: ContainerSpec) -> Runtime | LibraryRuntime:
@@ -250,6 +264,7 @@ def stop(data_root: str, cid: str, timeout: int | None = None) -> None:
         state = wait_exit(data_root, cid, 30)
     if state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
         raise ContainerError(f"container {cid[:12]} did not stop")
+    wait_monitor_gone(store, cid)
     finalise_unwatched(data_root, cid)
 
 
