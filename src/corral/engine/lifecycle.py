@@ -59,10 +59,6 @@ def create(data_root: str, spec: ContainerSpec, image: Any) -> str:
         images = image_store(data_root)
         rootfs = snapshot.prepare(images, image, cid)
         _write_bundle(data_root, cid, spec, image.config, rootfs)
-        with store.lock(cid):
-            state = store.load_state(cid)
-            state.snapshot_mounted = True
-            store.save_state(cid, state)
     except BaseException:
         remove_everything(data_root, cid, remove_volumes=True)
         raise

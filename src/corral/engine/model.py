@@ -80,7 +80,6 @@ class ContainerState:
     health: str = ""  # "", starting, healthy, unhealthy
     health_failing: int = 0
     health_log: list[dict[str, Any]] = field(default_factory=list)
-    snapshot_mounted: bool = False
 
 
 def to_json(obj: object) -> dict[str, Any]:
