@@ -3,6 +3,7 @@ podman pull and ctr pull (containerd), then the time to make a container rootfs.
 
     sudo .venv/bin/python bench/image_pull.py [--runs 3] [--tools corral,skopeo+umoci,podman,ctr]
 
+Needs debootstrap and the Debian mirror the host uses (the image is made once and cached).
 Images: a Debian bookworm made with `debootstrap --variant=minbase` (one gzip layer,
 cached in /var/tmp/corral-bench) and the busybox test image, pushed by skopeo into Debian's
 docker-registry on 127.0.0.1. Every run starts from an empty store (a fresh root for each
@@ -39,6 +40,8 @@ CORRAL = [sys.executable, "-m", "corral.cli.main"]
 
 def debian_rootfs() -> Path:
     rootfs = CACHE / "debian-rootfs"
+    if not (rootfs / "bin").exists() and not shutil.which("debootstrap"):
+        raise SystemExit("bench/image_pull.py needs debootstrap (apt-get install debootstrap)")
     if not (rootfs / "bin").exists():
         tmp = CACHE / "debian-rootfs.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
