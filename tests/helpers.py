@@ -92,3 +92,19 @@ def processes_mentioning(text: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def skip_without_cpuset() -> None:
+    """Skip the calling test on a kernel without the cpuset controller (User-Mode Linux)."""
+    import pytest
+
+    from corral.cgroups import Mode, detect
+
+    layout = detect()
+    has = (
+        layout.unified is not None and "cpuset" in layout.unified.subsystems
+        if layout.mode == Mode.V2
+        else layout.hierarchy_of("cpuset") is not None
+    )
+    if not has:
+        pytest.skip("no cpuset controller on this kernel (User-Mode Linux has none)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import skip_without_cpuset
 from tests.integration.engine.conftest import IMAGE, Corral
 
 
@@ -44,16 +45,7 @@ def test_memory_limit_oom_kills_and_inspect_says_so(corral: Corral) -> None:
 
 
 def test_cpuset_binds(corral: Corral) -> None:
-    from corral.cgroups import Mode, detect
-
-    layout = detect()
-    has = (
-        layout.unified is not None and "cpuset" in layout.unified.subsystems
-        if layout.mode == Mode.V2
-        else layout.hierarchy_of("cpuset") is not None
-    )
-    if not has:
-        pytest.skip("no cpuset controller on this kernel (User-Mode Linux has none)")
+    skip_without_cpuset()
     assert _status_field(corral, ["--cpuset-cpus", "1"], "Cpus_allowed_list") == "1"
     assert _status_field(corral, ["--cpuset-cpus", "0"], "Cpus_allowed_list") == "0"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import skip_without_cpuset, wait_until
 
 from .conftest import Bundle, RuntimeCLI
 
@@ -594,16 +594,7 @@ def test_events_stats(rt: RuntimeCLI, bundle: Any) -> None:
 
 
 def test_cpuset_binds_the_container(rt: RuntimeCLI, bundle: Any) -> None:
-    from corral.cgroups import Mode, detect
-
-    layout = detect()
-    has = (
-        layout.unified is not None and "cpuset" in layout.unified.subsystems
-        if layout.mode == Mode.V2
-        else layout.hierarchy_of("cpuset") is not None
-    )
-    if not has:
-        pytest.skip("no cpuset controller on this kernel (User-Mode Linux has none)")
+    skip_without_cpuset()
     cpu = max(os.sched_getaffinity(0))
     b = bundle(["grep", "Cpus_allowed_list", "/proc/self/status"])
     b.spec["linux"]["resources"] = {"cpu": {"cpus": str(cpu), "mems": "0"}}
