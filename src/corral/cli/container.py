@@ -19,7 +19,7 @@ from typing import Any
 
 from corral.errors import ConfigError, CorralError
 
-from .render import emit_json, table
+from .render import emit_json, for_each, table
 
 ENGINE_FAILED = 125
 
@@ -269,6 +269,18 @@ def _env(args: argparse.Namespace) -> list[str]:
     return resolved
 
 
+def _restart_policy(text: str) -> tuple[str, int]:
+    """--restart no | on-failure[:N] | always | unless-stopped -> (policy, max retries)."""
+    policy, _, count = text.partition(":")
+    if policy not in ("no", "on-failure", "always", "unless-stopped"):
+        raise ConfigError(
+            f"invalid --restart {text!r}: no, on-failure[:N], always or unless-stopped"
+        )
+    if count and (policy != "on-failure" or not count.isdigit()):
+        raise ConfigError(f"invalid --restart {text!r}: a retry count needs on-failure:N")
+    return policy, int(count or 0)
+
+
 def build_spec(args: argparse.Namespace) -> Any:
     from corral.engine.model import ContainerSpec
     from corral.engine.volumes import parse_mount, parse_tmpfs, parse_volume
@@ -279,13 +291,7 @@ def build_spec(args: argparse.Namespace) -> Any:
         )
     if args.publish:
         raise ConfigError("-p/--publish needs bridge networking, which is not there yet")
-    restart, _, count = args.restart.partition(":")
-    if restart not in ("no", "on-failure", "always", "unless-stopped"):
-        raise ConfigError(
-            f"invalid --restart {args.restart!r}: no, on-failure[:N], always or unless-stopped"
-        )
-    if count and (restart != "on-failure" or not count.isdigit()):
-        raise ConfigError(f"invalid --restart {args.restart!r}: a retry count needs on-failure:N")
+    restart, restart_max = _restart_policy(args.restart)
     if restart != "no" and getattr(args, "rm", False):
         raise ConfigError("--restart and --rm cannot be used together")
     seccomp, nnp = "", False
@@ -367,7 +373,7 @@ def build_spec(args: argparse.Namespace) -> Any:
         ulimits=ulimits,
         init=args.init,
         restart=restart,
-        restart_max=int(count or 0),
+        restart_max=restart_max,
         log_opts=log_opts,
         network=args.network,
         auto_remove=bool(getattr(args, "rm", False)),
@@ -466,20 +472,16 @@ def _ids(args: argparse.Namespace, refs: list[str]) -> list[tuple[str, str]]:
 
 
 def _each(args: argparse.Namespace, refs: list[str], action: Any, echo: bool = True) -> int:
-    """docker's pattern: act on each, print the name given, report errors, exit 1 if any."""
+    """Act on each container named; print the name given as docker does (unless echo=False)."""
     from corral.engine.store import ContainerStore
 
     store = ContainerStore(data_root(args))
-    failed = 0
-    for ref in refs:
-        try:
-            action(store.resolve(ref))
-            if echo:
-                print(ref)
-        except CorralError as err:
-            print(f"corral: error: {ref}: {err}", file=sys.stderr)
-            failed = 1
-    return failed
+
+    def one(ref: str) -> list[str]:
+        action(store.resolve(ref))
+        return [ref] if echo else []
+
+    return for_each(refs, one, label=True)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -1034,47 +1036,13 @@ def cmd_rename(args: argparse.Namespace) -> int:
 
 def cmd_update(args: argparse.Namespace) -> int:
     from corral.engine import lifecycle
-    from corral.engine.model import Status
-    from corral.engine.runtimes import runtime_for
-    from corral.engine.store import ContainerStore
 
-    store = ContainerStore(data_root(args))
     changes = _resources(args)
-    if not changes and not args.restart:
+    restart = _restart_policy(args.restart) if args.restart else None
+    if not changes and restart is None:
         raise ConfigError("update: nothing to change")
-
-    def update(cid: str) -> None:
-        from corral.engine.model import ContainerSpec
-        from corral.engine.ocispec import _resources as oci_resources
-
-        with store.lock(cid):
-            spec = store.load_spec(cid)
-            spec.resources.update(changes)
-            if args.restart:
-                policy, _, count = args.restart.partition(":")
-                spec.restart, spec.restart_max = policy, int(count or 0)
-            state = lifecycle.current(store, cid)
-            if changes and state.status in (Status.RUNNING, Status.PAUSED):
-                only = ContainerSpec(image="", resources=changes)
-                runtime_for(spec.runtime).update(cid, oci_resources(only))
-            store.save_spec(cid, spec)
-            _rewrite_bundle_resources(store, cid, spec)
-
-    return _each(args, args.containers, update)
-
-
-def _rewrite_bundle_resources(store: Any, cid: str, spec: Any) -> None:
-    """The next start uses the new limits too."""
-    from corral.engine.ocispec import _resources as oci_resources
-
-    path = os.path.join(store.bundle(cid), "config.json")
-    with open(path) as f:
-        config = json.load(f)
-    devices = config["linux"]["resources"].get("devices", [])
-    config["linux"]["resources"] = {**oci_resources(spec), "devices": devices}
-    with open(path + ".tmp", "w") as f:
-        json.dump(config, f)
-    os.replace(path + ".tmp", path)
+    root = data_root(args)
+    return _each(args, args.containers, lambda cid: lifecycle.update(root, cid, changes, restart))
 
 
 def cmd_port(args: argparse.Namespace) -> int:

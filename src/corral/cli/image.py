@@ -12,7 +12,7 @@ from typing import Any
 
 from corral.errors import ImageError
 
-from .render import emit_json, table
+from .render import emit_json, for_each, table
 
 # The image modules load when a command runs, not when `corral` starts: most of them pull
 # in http.client, ssl, tarfile and threads, which cost tens of ms on every other verb.
@@ -215,15 +215,7 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 def cmd_rmi(args: argparse.Namespace) -> int:
     store = store_of(args)
-    failed = 0
-    for name in args.images:
-        try:
-            for line in store.remove(name, force=args.force):
-                print(line)
-        except ImageError as err:
-            print(f"corral: error: {err}", file=sys.stderr)
-            failed = 1
-    return failed
+    return for_each(args.images, lambda name: store.remove(name, force=args.force))
 
 
 def cmd_tag(args: argparse.Namespace) -> int:

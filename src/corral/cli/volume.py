@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from corral.errors import CorralError
 
-from .render import emit_json, table
+from .render import emit_json, for_each, table
 
 
 def _root(args: argparse.Namespace) -> str:
@@ -100,15 +99,12 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
     root = _root(args)
     volumes = Volumes(root)
-    failed = 0
-    for name in args.names:
-        try:
-            volumes.remove(name, volume_users(root, name), force=args.force)
-            print(name)
-        except CorralError as err:
-            print(f"corral: error: {err}", file=sys.stderr)
-            failed = 1
-    return failed
+
+    def remove(name: str) -> list[str]:
+        volumes.remove(name, volume_users(root, name), force=args.force)
+        return [name]
+
+    return for_each(args.names, remove)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

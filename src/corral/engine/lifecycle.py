@@ -323,6 +323,35 @@ def remove_everything(
     store.remove(cid, spec.name if spec else None)
 
 
+# ----- update ------------------------------------------------------------------------------------
+
+
+def update(
+    data_root: str, cid: str, resources: dict[str, Any], restart: tuple[str, int] | None
+) -> None:
+    """`corral update`: new limits applied live (through the runtime) and kept for the next
+    start (spec and bundle); a new restart policy."""
+    from corral.engine.ocispec import oci_resources
+
+    store = ContainerStore(data_root)
+    with store.lock(cid):
+        spec = store.load_spec(cid)
+        spec.resources.update(resources)
+        if restart is not None:
+            spec.restart, spec.restart_max = restart
+        if resources and current(store, cid).status in (Status.RUNNING, Status.PAUSED):
+            _runtime(spec).update(cid, oci_resources(resources))
+        store.save_spec(cid, spec)
+        path = os.path.join(store.bundle(cid), "config.json")
+        with open(path, "rb") as f:
+            config = fastjson.loads(f.read())
+        devices = config["linux"]["resources"].get("devices", [])
+        config["linux"]["resources"] = {**oci_resources(spec.resources), "devices": devices}
+        with open(path + ".tmp", "w") as f:
+            f.write(fastjson.dumps(config))
+        os.replace(path + ".tmp", path)
+
+
 # ----- exec ----------------------------------------------------------------------------------
 
 

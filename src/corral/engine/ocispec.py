@@ -136,34 +136,33 @@ def _cap_name(name: str) -> str:
     return name if name.startswith("CAP_") else f"CAP_{name}"
 
 
-def _resources(spec: ContainerSpec) -> dict[str, Any]:
-    r = spec.resources
+# engine resource name -> (OCI linux.resources section, key)
+_RESOURCE_KEYS = {
+    "memory": ("memory", "limit"),
+    "memory_swap": ("memory", "swap"),
+    "memory_reservation": ("memory", "reservation"),
+    "cpu_shares": ("cpu", "shares"),
+    "cpuset_cpus": ("cpu", "cpus"),
+    "cpuset_mems": ("cpu", "mems"),
+    "pids_limit": ("pids", "limit"),
+    "blkio_weight": ("blockIO", "weight"),
+}
+
+
+def oci_resources(resources: dict[str, Any]) -> dict[str, Any]:
+    """The engine's resource settings (spec.resources) as OCI linux.resources."""
+    from corral.cgroups.resources import cpus_to_quota
+
     out: dict[str, Any] = {}
-    memory: dict[str, Any] = {}
-    if r.get("memory"):
-        memory["limit"] = r["memory"]
-    if r.get("memory_swap"):
-        memory["swap"] = r["memory_swap"]
-    if r.get("memory_reservation"):
-        memory["reservation"] = r["memory_reservation"]
-    if memory:
-        out["memory"] = memory
-    cpu: dict[str, Any] = {}
-    if r.get("cpus"):
-        period = 100_000
-        cpu.update(quota=round(float(r["cpus"]) * period), period=period)
-    if r.get("cpu_shares"):
-        cpu["shares"] = r["cpu_shares"]
-    if r.get("cpuset_cpus"):
-        cpu["cpus"] = r["cpuset_cpus"]
-    if r.get("cpuset_mems"):
-        cpu["mems"] = r["cpuset_mems"]
-    if cpu:
-        out["cpu"] = cpu
-    if r.get("pids_limit"):
-        out["pids"] = {"limit": r["pids_limit"]}
-    if r.get("blkio_weight"):
-        out["blockIO"] = {"weight": r["blkio_weight"]}
+    for name, value in resources.items():
+        if not value:
+            continue
+        if name == "cpus":
+            quota, period = cpus_to_quota(float(value))
+            out.setdefault("cpu", {}).update(quota=quota, period=period)
+        elif name in _RESOURCE_KEYS:
+            section, key = _RESOURCE_KEYS[name]
+            out.setdefault(section, {})[key] = value
     return out
 
 
@@ -298,7 +297,7 @@ def build(
     if spec.network != "host":
         namespaces.append({"type": "network"})
     devices, device_rules = _devices(spec)
-    resources = _resources(spec)
+    resources = oci_resources(spec.resources)
     if spec.privileged:
         resources["devices"] = [{"allow": True, "access": "rwm"}]
     else:
