@@ -421,7 +421,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         lifecycle.spawn_monitor(root, cid, client)
     except RuntimeFailed as err:
-        if args.rm:
+        if args.rm:  # the monitor removes it as it ends; make sure, once it has ended
+            from corral.engine.store import ContainerStore
+
+            with contextlib.suppress(CorralError):
+                lifecycle.wait_monitor_gone(ContainerStore(root), cid)
             lifecycle.remove_everything(root, cid, remove_volumes=True)
         print(f"corral: error: {err}", file=sys.stderr)
         return err.code

@@ -12,6 +12,7 @@ layers are applied one by one onto a plain directory instead: a copy, slower but
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 
 from corral.errors import ImageError, KernelError
@@ -104,7 +105,12 @@ def is_mounted(path: str) -> bool:
 def unmount(store: Store, snap_id: str) -> None:
     rootfs = rootfs_path(store, snap_id)
     while is_mounted(rootfs):
-        kmount.umount2(rootfs, kmount.MNT_DETACH)
+        try:
+            kmount.umount2(rootfs, kmount.MNT_DETACH)
+        except KernelError as err:
+            # someone else unmounted it between our check and our call: that is success
+            if err.errno not in (errno.EINVAL, errno.ENOENT) or is_mounted(rootfs):
+                raise
 
 
 def remove(store: Store, snap_id: str) -> None:
