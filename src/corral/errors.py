@@ -97,3 +97,19 @@ class RegistryError(ImageError):
 
 class RegistryAuthError(RegistryError):
     """The registry refused the credentials (or asked for some and there were none)."""
+
+
+class NetworkError(CorralError):
+    """Networks, addresses, published ports."""
+
+
+class NetworkNotFound(NetworkError):
+    pass
+
+
+class NetworkInUse(NetworkError):
+    pass
+
+
+class PortInUse(NetworkError):
+    pass

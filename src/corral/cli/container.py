@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from corral.errors import ConfigError, CorralError
+from corral.errors import ConfigError, ContainerError, CorralError
 
 from .render import emit_json, for_each, table
 
@@ -143,8 +143,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-stream", action="store_true", help="one sample, then exit")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_stats)
-    p = sub.add_parser("port", help="published ports (none until bridge networking)")
+    p = sub.add_parser("port", help="a container's published ports")
     p.add_argument("container")
+    p.add_argument("private", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
     p.set_defaults(func=cmd_port)
 
 
@@ -199,8 +200,25 @@ def _create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-signal", default="")
     p.add_argument("--stop-timeout", type=int)
     p.add_argument("--log-opt", action="append", default=[])
-    p.add_argument("--network", "--net", default="none", help="none or host (bridge: not yet)")
-    p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument(
+        "--network",
+        "--net",
+        default="bridge",
+        help="bridge (default), a network's name, none, host, or container:NAME",
+    )
+    p.add_argument("--network-alias", action="append", default=[], help="another DNS name")
+    p.add_argument("--ip", default="", help="an IPv4 address on a user network")
+    p.add_argument(
+        "-p", "--publish", action="append", default=[], help="[ip:][hostPort:]containerPort[/proto]"
+    )
+    p.add_argument(
+        "-P", "--publish-all", action="store_true", help="exposed ports, free host ports"
+    )
+    p.add_argument("--expose", action="append", default=[], help="a port to expose (for -P)")
+    p.add_argument("--dns", action="append", default=[], help="a name server")
+    p.add_argument("--dns-search", action="append", default=[])
+    p.add_argument("--dns-option", action="append", default=[])
+    p.add_argument("--add-host", action="append", default=[], help="NAME:IP in /etc/hosts")
     p.add_argument(
         "--runtime", default="", help="a runc-compatible runtime (default corral-runtime)"
     )
@@ -282,15 +300,16 @@ def _restart_policy(text: str) -> tuple[str, int]:
 
 
 def build_spec(args: argparse.Namespace) -> Any:
+    from corral.engine import networking
     from corral.engine.model import ContainerSpec
     from corral.engine.volumes import parse_mount, parse_tmpfs, parse_volume
+    from corral.network import ports
 
-    if args.network not in ("none", "host"):
-        raise ConfigError(
-            f"--network {args.network}: only 'none' and 'host' until bridge networking lands"
-        )
-    if args.publish:
-        raise ConfigError("-p/--publish needs bridge networking, which is not there yet")
+    published = [request for spec in args.publish for request in ports.parse(spec)]
+    for entry in args.expose:
+        ports.parse_exposed(entry)
+    for entry in args.add_host:
+        networking.parse_extra_host(entry)
     restart, restart_max = _restart_policy(args.restart)
     if restart != "no" and getattr(args, "rm", False):
         raise ConfigError("--restart and --rm cannot be used together")
@@ -376,6 +395,14 @@ def build_spec(args: argparse.Namespace) -> Any:
         restart_max=restart_max,
         log_opts=log_opts,
         network=args.network,
+        networks=networking.attachments_for(args.network, args.network_alias, args.ip),
+        ports=published,
+        publish_all=args.publish_all,
+        expose=args.expose,
+        dns=args.dns,
+        dns_search=args.dns_search,
+        dns_options=args.dns_option,
+        extra_hosts=args.add_host,
         auto_remove=bool(getattr(args, "rm", False)),
         runtime=args.runtime,
     )
@@ -586,7 +613,14 @@ def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     from corral.engine import lifecycle
     from corral.engine.store import ContainerStore
 
-    store = ContainerStore(data_root(args))
+    from corral.network.state import NetworkState
+
+    root = data_root(args)
+    store = ContainerStore(root)
+    published: dict[str, list[str]] = {}
+    for b in NetworkState(root).live().ports:  # docker's "0.0.0.0:8080->80/tcp"
+        text = f"{b.host_ip or '0.0.0.0'}:{b.host_port}->{b.container_port}/{b.proto}"
+        published.setdefault(b.container, []).append(text)
     rows = []
     for cid in store.ids():
         try:
@@ -606,7 +640,7 @@ def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "Names": spec.name,
                 "Labels": spec.labels,
                 "ExitCode": state.exit_code,
-                "Ports": "",
+                "Ports": ", ".join(published.get(cid, [])),
             }
         )
     rows.sort(key=lambda r: str(r["CreatedAt"]), reverse=True)
@@ -846,7 +880,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def inspect_container(root: str, cid: str) -> dict[str, Any]:
-    from corral.engine import lifecycle
+    from corral.engine import lifecycle, networking
     from corral.engine.store import ContainerStore
     from corral.structs import asdict
 
@@ -937,7 +971,7 @@ def inspect_container(root: str, cid: str) -> dict[str, Any]:
             + (["no-new-privileges"] if spec.no_new_privileges else []),
             "Ulimits": spec.ulimits,
         },
-        "NetworkSettings": {"Networks": {spec.network: {}}, "Ports": {}, "IPAddress": ""},
+        "NetworkSettings": networking.network_settings(root, cid, spec),
         "LogPath": os.path.join(store.dir(cid), "json.log"),
         "Corral": {"Spec": asdict(spec)},
     }
@@ -1050,10 +1084,20 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_port(args: argparse.Namespace) -> int:
+    from corral.engine import networking
     from corral.engine.store import ContainerStore
 
-    ContainerStore(data_root(args)).resolve(args.container)
-    return 0  # no published ports without bridge networking
+    root = data_root(args)
+    cid = ContainerStore(root).resolve(args.container)
+    lines = networking.published(root, cid)
+    if args.private:
+        want = args.private if "/" in args.private else args.private + "/tcp"
+        lines = [line for line in lines if line.split(" ->")[0] == want]
+        if not lines:
+            raise ContainerError(f"no public port '{want}' published for {args.container}")
+    for line in lines:
+        print(line)
+    return 0
 
 
 def cmd_cp(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "image": ("pull", "images", "rmi", "tag", "load", "save", "login", "logout", "image"),
     "volume": ("volume", "system", "info", "version"),
+    "network": ("network",),
     "cgroup": ("cgroup",),
 }  # fmt: skip
 _VALUED = ("--cgroup-parent", "--data-root")

@@ -54,6 +54,9 @@ def create(data_root: str, spec: ContainerSpec, image: Any) -> str:
     spec.created = now()
     if spec.runtime:
         Runtime(spec.runtime)  # resolve now: a bad --runtime is an error before anything exists
+    from corral.engine import networking
+
+    networking.validate(data_root, spec)
     cid = store.create(spec)
     try:
         images = image_store(data_root)
@@ -68,7 +71,7 @@ def create(data_root: str, spec: ContainerSpec, image: Any) -> str:
 def _write_bundle(
     data_root: str, cid: str, spec: ContainerSpec, image_config: dict[str, Any], rootfs: str
 ) -> None:
-    from corral.engine import ocispec
+    from corral.engine import networking, ocispec
     from corral.engine.volumes import oci_mounts
 
     store = ContainerStore(data_root)
@@ -79,7 +82,11 @@ def _write_bundle(
         init = "/usr/bin/tini-static"
         if not os.path.exists(init):
             raise ContainerError("--init needs tini (Debian: apt-get install tini)")
-    config = ocispec.build(spec, image_config, rootfs, cid, store.dir(cid), mounts, init)
+    shared = networking.shared_with(spec)
+    shared_dir = store.dir(store.resolve(shared)) if shared is not None else None
+    config = ocispec.build(
+        spec, image_config, rootfs, cid, store.dir(cid), mounts, init, shared_dir
+    )
     path = os.path.join(store.bundle(cid), "config.json")
     with open(path + ".tmp", "w") as f:
         f.write(fastjson.dumps(config))
@@ -109,7 +116,7 @@ def unmount_rootfs(data_root: str, cid: str) -> None:
 
 
 def alive(pid: int, start: int) -> bool:
-    from corral.runtime.state import process_alive
+    from corral.kernel.identity import process_alive
 
     return process_alive(pid, start)
 
@@ -274,6 +281,9 @@ def finalise_unwatched(data_root: str, cid: str) -> None:
     spec = store.load_spec(cid)
     with contextlib.suppress(Exception):
         _runtime(spec).delete(cid, force=True)
+    from corral.engine import networking
+
+    networking.detach(data_root, cid)
     unmount_rootfs(data_root, cid)
     fixed = current(store, cid)
     if fixed.status != state.status:
@@ -306,6 +316,9 @@ def remove_everything(
     if spec is not None and not from_monitor:  # the monitor deleted it when init exited
         with contextlib.suppress(Exception):
             _runtime(spec).delete(cid, force=True)
+    from corral.engine import networking
+
+    networking.detach(data_root, cid)
     images = image_store(data_root)
     snapshot.remove(images, cid)
     run_root = os.environ.get("CORRAL_ROOT", "/run/corral")

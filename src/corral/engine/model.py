@@ -57,7 +57,18 @@ class ContainerSpec:
     restart: str = "no"  # no | on-failure | always | unless-stopped
     restart_max: int = 0  # on-failure:N
     log_opts: dict[str, str] = field(default_factory=dict)
-    network: str = "none"
+    # docker's NetworkMode: bridge (the default network), a user network's name, none,
+    # host, or container:NAME (that container's net namespace)
+    network: str = "bridge"
+    # the networks it is attached to (bridge-like modes): name, aliases, ip (--ip)
+    networks: list[dict[str, Any]] = field(default_factory=list)
+    ports: list[dict[str, Any]] = field(default_factory=list)  # -p, parsed (network.ports)
+    publish_all: bool = False  # -P: every exposed port to a free host port
+    expose: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)  # --add-host NAME:IP
     auto_remove: bool = False
     runtime: str = ""  # "" Corral's own (in process), else a runc-compatible binary
     created: str = ""

@@ -201,13 +201,19 @@ class Monitor:
             os.set_inheritable(fd, True)
         self.logs.close()
         pkg_parent = os.path.dirname(os.path.dirname(corral.__file__))
+        # -S skips site's start-up work; the helpers it forks still find the installed
+        # libraries (pyroute2 for networks) through the site directories passed on.
+        libs = os.pathsep.join(
+            p for p in sys.path if p.endswith(("site-packages", "dist-packages"))
+        )
         code = (
             "import sys; sys.path.insert(0, sys.argv[1]); "
-            "from corral.engine.monitor import main; sys.exit(main(sys.argv[2:]))"
+            "sys.path += [p for p in sys.argv[2].split(':') if p]; "
+            "from corral.engine.monitor import main; sys.exit(main(sys.argv[3:]))"
         )
         os.execv(
             sys.executable,
-            [sys.executable, "-I", "-S", "-c", code, pkg_parent, self.data_root, self.cid,
+            [sys.executable, "-I", "-S", "-c", code, pkg_parent, libs, self.data_root, self.cid,
              "resume", fastjson.dumps(resumed)],
         )  # fmt: skip
 
@@ -309,7 +315,7 @@ class Monitor:
         runtime = self.spec.runtime
         # --rm never restarts: the removal can go with the exit checks, in one child
         action = "oom_killed_then_remove" if self.spec.auto_remove else "oom_killed_then_delete"
-        args = (runtime, self.cid, self.data_root) if self.spec.auto_remove else (runtime, self.cid)
+        args = (runtime, self.cid, self.data_root)
         # No restart can follow: do it here (this process ends soon) and save a fork.
         last = self.spec.auto_remove or self.spec.restart == "no"
         try:

@@ -40,13 +40,23 @@ def create_and_start(
     log: str,
     console: str | None,
 ) -> int:
-    """One child for both steps (each child pays for its imports). A terminal's master is
-    queued on the console socket meanwhile; the monitor takes it afterwards."""
+    """One child for all the steps (each child pays for its imports): create, attach to
+    the networks (between create and start: the init's net namespace exists, the user's
+    process does not run yet), start. A terminal's master is queued on the console socket
+    meanwhile; the monitor takes it afterwards."""
+    from corral.engine import networking
+    from corral.engine.store import ContainerStore
+
+    spec = ContainerStore(data_root).load_spec(cid)
+    networking.join_shared(data_root, cid, spec)
     pid = create(data_root, cid, runtime, stdio, pid_file, log, console)
     try:
+        if networking.bridged(spec) and spec.networks:
+            networking.attach(data_root, cid, pid)
         start(runtime, cid)
     except BaseException as err:
         err.pid = pid  # type: ignore[attr-defined]  # the monitor kills what was created
+        networking.detach(data_root, cid)
         raise
     return pid
 
@@ -63,9 +73,9 @@ def delete(runtime: str, cid: str) -> None:
     runtime_for(runtime).delete(cid, force=True)
 
 
-def oom_killed_then_delete(runtime: str, cid: str) -> bool:
+def oom_killed_then_delete(runtime: str, cid: str, data_root: str) -> bool:
     """Whether the OOM killer struck in the container's cgroup (read before the runtime
-    deletes the group), then delete the runtime's container."""
+    deletes the group), then delete the runtime's container and its network endpoints."""
     oom = False
     try:
         from corral.cgroups.manager import open_manager
@@ -75,12 +85,15 @@ def oom_killed_then_delete(runtime: str, cid: str) -> bool:
     except Exception:  # no group left: nothing to report
         oom = False
     delete(runtime, cid)
+    from corral.engine import networking
+
+    networking.detach(data_root, cid)
     return oom
 
 
 def oom_killed_then_remove(runtime: str, cid: str, data_root: str) -> bool:
     """--rm: the exit checks and the removal in one child."""
-    oom = oom_killed_then_delete(runtime, cid)
+    oom = oom_killed_then_delete(runtime, cid, data_root)
     teardown(data_root, cid, True)
     return oom
 

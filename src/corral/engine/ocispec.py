@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 from typing import Any
 
-from corral.engine import profiles
+from corral.engine import networking, profiles
 from corral.engine.model import ContainerSpec
 from corral.errors import ConfigError
 from corral.oci import SPEC_VERSION
@@ -207,33 +206,6 @@ def _devices(spec: ContainerSpec) -> tuple[list[dict[str, Any]], list[dict[str, 
     return devices, rules
 
 
-def write_etc_files(container_dir: str, spec: ContainerSpec, hostname: str) -> dict[str, str]:
-    """The per-container /etc/hostname, /etc/hosts and /etc/resolv.conf (bind mounted)."""
-    files = {}
-    path = os.path.join(container_dir, "hostname")
-    with open(path, "w") as f:
-        f.write(hostname + "\n")
-    files["/etc/hostname"] = path
-    path = os.path.join(container_dir, "hosts")
-    if spec.network == "host":
-        shutil.copyfile("/etc/hosts", path)
-    else:
-        with open(path, "w") as f:
-            f.write(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                f"127.0.1.1\t{hostname}\n"
-            )
-    files["/etc/hosts"] = path
-    path = os.path.join(container_dir, "resolv.conf")
-    if spec.network == "host" and os.path.exists("/etc/resolv.conf"):
-        shutil.copyfile("/etc/resolv.conf", path)
-    else:
-        with open(path, "w") as f:
-            f.write("# no network: no name servers\n")
-    files["/etc/resolv.conf"] = path
-    return files
-
-
 def build(
     spec: ContainerSpec,
     image_config: dict[str, Any],
@@ -242,9 +214,11 @@ def build(
     container_dir: str,
     mounts: list[dict[str, Any]],
     init_binary: str | None = None,
+    shared_dir: str | None = None,
 ) -> dict[str, Any]:
     """The config.json for this container. `mounts`: the user's, already resolved to host
-    paths (volumes.py)."""
+    paths (volumes.py). `shared_dir`: for --network container:NAME, that container's
+    directory (its hosts and resolv.conf are shared)."""
     img = image_config.get("config") or {}
     entrypoint = spec.entrypoint if spec.entrypoint is not None else (img.get("Entrypoint") or [])
     cmd = spec.cmd or ([] if spec.entrypoint is not None else (img.get("Cmd") or []))
@@ -277,7 +251,7 @@ def build(
         ]
     if init_binary:
         process["args"] = [INIT_PATH, "--", *args]
-    etc = write_etc_files(container_dir, spec, hostname)
+    etc = networking.write_etc_files(container_dir, spec, hostname, shared_dir)
     oci_mounts = _base_mounts(spec.privileged)
     for dest, src in etc.items():
         oci_mounts.append(
@@ -294,8 +268,9 @@ def build(
         )
     oci_mounts.extend(mounts)
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
-    if spec.network != "host":
-        namespaces.append({"type": "network"})
+    netns = networking.namespace(spec)
+    if netns is not None:
+        namespaces.append(netns)
     devices, device_rules = _devices(spec)
     resources = oci_resources(spec.resources)
     if spec.privileged:

@@ -103,6 +103,7 @@ _CLONE_NAMESPACE_FLAGS = 0x7E020000
 # personality(2) values programs use (PER_LINUX, PER_LINUX32, UNAME26 variants, query).
 _PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 EPERM, ENOSYS = 1, 38
+AF_VSOCK = 40
 
 
 def seccomp_profile(capabilities: list[str], arch: str = "amd64") -> dict[str, Any]:
@@ -120,6 +121,14 @@ def seccomp_profile(capabilities: list[str], arch: str = "amd64") -> dict[str, A
             "args": [{"index": 0, "value": value, "op": "SCMP_CMP_EQ"}],
         }
         for value in _PERSONALITIES
+    )
+    # Any socket family but AF_VSOCK (a channel to the hypervisor), as docker's profile.
+    rules.append(
+        {
+            "names": ["socket"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}],
+        }
     )
     if "CAP_SYS_ADMIN" in caps:
         rules.append({"names": ["clone"], "action": "SCMP_ACT_ALLOW"})

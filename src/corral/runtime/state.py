@@ -14,6 +14,7 @@ import time
 
 from corral import fastjson
 from corral.errors import ContainerError, ContainerExists, ContainerNotFound, InvalidState
+from corral.kernel.identity import process_alive as process_alive  # for the runtime
 from corral.structs import asdict, field, record
 
 TYPE_CHECKING = False
@@ -211,21 +212,6 @@ class StateStore:
 
     def fifo_path(self, container_id: str) -> str:
         return os.path.join(self.dir(container_id), FIFO_NAME)
-
-
-def process_alive(pid: int, start: int) -> bool:
-    """True if `pid` is still the process that started at `start`, and not a zombie."""
-    if pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    rest = data[data.rindex(b")") + 2 :].split()
-    if rest[0] in (b"Z", b"X"):
-        return False
-    return start == 0 or int(rest[19]) == start
 
 
 def current_status(state: State) -> str:
