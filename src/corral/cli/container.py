@@ -612,7 +612,6 @@ def _status_text(state: Any) -> str:
 def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     from corral.engine import lifecycle
     from corral.engine.store import ContainerStore
-
     from corral.network.state import NetworkState
 
     root = data_root(args)

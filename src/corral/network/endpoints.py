@@ -9,6 +9,8 @@ reclaimed by the next command that takes the lock: `reclaim_stale`.
 
 from __future__ import annotations
 
+import os
+
 from corral.errors import NetworkError
 from corral.kernel.identity import process_alive
 from corral.network import hosts, ipam, networks, ports, settings
@@ -178,11 +180,16 @@ def teardown(data_root: str, cid: str) -> None:
 
 
 def _undo(state: NetworkState, live: Live, cid: str) -> None:
-    from corral.network import netlink, nft
+    from corral.network import nft
 
     mine = live.of_container(cid)
     for endpoint in mine:
-        netlink.delete_link(endpoint.host_veth)
+        if process_alive(endpoint.pid, endpoint.pid_start):
+            from corral.network import netlink
+
+            netlink.delete_link(endpoint.host_veth)  # its namespace lives on: delete now
+        else:
+            _remove_veth(endpoint.host_veth)
     if any(p.container == cid for p in live.ports):
         nft.delete_tagged({f"ctr:{cid}"})
     _forget(live, cid)
@@ -190,11 +197,25 @@ def _undo(state: NetworkState, live: Live, cid: str) -> None:
     _refresh_hosts(state, live, {e.network for e in mine})
 
 
-def _undo_endpoints(state: NetworkState, live: Live, endpoints: list[Endpoint]) -> None:
-    from corral.network import netlink
+def _remove_veth(name: str) -> None:
+    """Delete a host-side veth. When the container's net namespace died with its init, the
+    kernel removes the pair itself a moment later: wait briefly for that instead of
+    loading pyroute2 (~120 ms) to do it."""
+    import time
 
+    path = f"/sys/class/net/{name}"
+    deadline = time.monotonic() + 0.05
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    if os.path.exists(path):
+        from corral.network import netlink
+
+        netlink.delete_link(name)
+
+
+def _undo_endpoints(state: NetworkState, live: Live, endpoints: list[Endpoint]) -> None:
     for endpoint in endpoints:
-        netlink.delete_link(endpoint.host_veth)
+        _remove_veth(endpoint.host_veth)
     live.endpoints = [e for e in live.endpoints if e not in endpoints]
     state.save_live(live)
     _refresh_hosts(state, live, {e.network for e in endpoints})
