@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import children_of, processes_mentioning
+from tests.helpers import children_of, networking_supported, processes_mentioning
 
 # One cgroup parent per test run, also for the `corral` commands the tests start.
 TEST_PARENT = f"corral-test-{os.getpid()}"
@@ -20,6 +20,13 @@ os.environ["CORRAL_ROOT"] = str(TEST_STATE)
 # Images and containers of this run: never the machine's /var/lib/corral.
 TEST_DATA = Path(f"/var/tmp/corral-test-data-{os.getpid()}")
 os.environ["CORRAL_DATA_ROOT"] = str(TEST_DATA)
+
+# Networks of this run: their own bridge, nft table and subnets, clear of other runs'.
+_NET = 100 + os.getpid() % 100
+os.environ["CORRAL_BRIDGE"] = f"crlt{os.getpid()}"[:15]
+os.environ["CORRAL_NFT_TABLE"] = f"corral_test_{os.getpid()}"
+os.environ["CORRAL_DEFAULT_SUBNET"] = f"10.{_NET}.0.0/24"
+os.environ["CORRAL_SUBNET_POOL"] = f"10.{_NET}.64.0/18"
 
 IS_ROOT = os.geteuid() == 0
 
@@ -39,6 +46,39 @@ def _mount_points() -> set[str]:
     return {line.split()[4] for line in _mounts()}
 
 
+def _network_leaks(before_links: set[str]) -> list[str]:
+    """Links, nft rules and leases the run left. The default network's bridge is taken
+    down the way a user would (`network prune` does this) before looking."""
+    from corral.errors import CorralError
+    from corral.network import netlink, networks, nft
+    from corral.network.state import NetworkState
+
+    problems = []
+    try:
+        networks.release_default(str(TEST_DATA))
+    except CorralError as err:
+        problems.append(f"the default network could not be taken down: {err}")
+    state = NetworkState(str(TEST_DATA))
+    live = state.live()
+    if live.endpoints or live.ports:
+        problems.append(f"leases left: {live.endpoints} {live.ports}")
+    user_networks = [n.name for n in state.networks() if n.name != "bridge"]
+    if user_networks:
+        problems.append(f"networks left: {user_networks}")
+    for n in state.networks():
+        if n.name != "bridge":
+            networks.unrealize(n, state)
+    new_links = set(os.listdir("/sys/class/net")) - before_links
+    if new_links:
+        problems.append(f"links left: {sorted(new_links)}")
+        for name in new_links:
+            netlink.delete_link(name)
+    if nft.listing():
+        problems.append(f"nft table {nft.table()} left")
+        nft.drop_table()
+    return problems
+
+
 def corral_cmd() -> list[str]:
     return [sys.executable, "-m", "corral.cli.main"]
 
@@ -47,8 +87,11 @@ def corral_cmd() -> list[str]:
 def leak_check() -> Iterator[None]:
     """After the suite: no test cgroup, mount, or child process is left behind."""
     before_mounts = _mount_points()
+    before_links = set(os.listdir("/sys/class/net"))
     yield
     problems: list[str] = []
+    if IS_ROOT and networking_supported():
+        problems += _network_leaks(before_links)
     if IS_ROOT:
         from corral.cgroups import open_manager
 

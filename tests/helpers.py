@@ -108,3 +108,26 @@ def skip_without_cpuset() -> None:
     )
     if not has:
         pytest.skip("no cpuset controller on this kernel (User-Mode Linux has none)")
+
+
+_NETWORKING: list[bool] = []
+
+
+def networking_supported() -> bool:
+    """Bridges, veth pairs and nftables in this kernel (User-Mode Linux has none of them):
+    probed once by making and deleting a bridge and listing nft tables."""
+    if not _NETWORKING:
+        import subprocess
+
+        from corral.errors import CorralError
+        from corral.network import netlink
+
+        name = f"crlprobe{os.getpid() % 100000}"
+        try:
+            netlink.ensure_bridge(name, "192.0.0.1", 32, 1500)
+            netlink.delete_link(name)
+            ok = subprocess.run(["nft", "list", "tables"], capture_output=True).returncode == 0
+        except (CorralError, OSError):
+            ok = False
+        _NETWORKING.append(ok)
+    return _NETWORKING[0]

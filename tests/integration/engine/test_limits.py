@@ -189,7 +189,7 @@ def test_host_network_and_none(corral: Corral) -> None:
         ).stdout.strip()
         == host_ns
     )
-    links = corral.run("--rm", IMAGE, "ls", "/sys/class/net").stdout.split()
+    links = corral.run("--rm", "--network", "none", IMAGE, "ls", "/sys/class/net").stdout.split()
     assert links == ["lo"]
 
 
