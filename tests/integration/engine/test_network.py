@@ -323,22 +323,9 @@ def test_kill_9_mid_setup_is_cleaned_by_the_next_command(corral: Corral) -> None
     port = free_port()
     for i, delay in enumerate((0.03, 0.08, 0.12, 0.16, 0.2, 0.3)):
         name = f"killed{i}"
-        proc = subprocess.Popen(
-            corral.argv(
-                "run",
-                "-d",
-                "-q",
-                "--name",
-                name,
-                "-p",
-                f"127.0.0.1:{port}:80",
-                IMAGE,
-                "sleep",
-                "300",
-            ),  # fmt: skip
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        publish = f"127.0.0.1:{port}:80"
+        argv = corral.argv("run", "-d", "-q", "--name", name, "-p", publish, IMAGE, "sleep", "300")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(delay)
         proc.kill()
         proc.wait()
