@@ -49,18 +49,10 @@ def create_and_start(
 
     spec = ContainerStore(data_root).load_spec(cid)
     networking.join_shared(data_root, cid, spec)
-    prepared = None
-    if networking.bridged(spec) and spec.networks:
-        prepared = networking.PreparedAttach(data_root, cid)
+    pid = create(data_root, cid, runtime, stdio, pid_file, log, console)
     try:
-        pid = create(data_root, cid, runtime, stdio, pid_file, log, console)
-    except BaseException:
-        if prepared is not None:
-            prepared.cancel()
-        raise
-    try:
-        if prepared is not None:
-            prepared.attach(pid)
+        if networking.bridged(spec) and spec.networks:
+            networking.attach(data_root, cid, pid)
         start(runtime, cid)
     except BaseException as err:
         err.pid = pid  # type: ignore[attr-defined]  # the monitor kills what was created

@@ -223,66 +223,6 @@ def attach(data_root: str, cid: str, pid: int) -> None:
     endpoints.setup(data_root, owner, attachments, port_requests(spec, image_config))
 
 
-class PreparedAttach:
-    """attach() in a child forked before the container is created: the child imports
-    pyroute2 (~120 ms of the start) while this process mounts the rootfs and creates the
-    container; then `attach(pid)` hands it the init's pid and waits for the outcome."""
-
-    def __init__(self, data_root: str, cid: str) -> None:
-        import signal
-
-        request_r, self._request_w = os.pipe2(os.O_CLOEXEC)
-        self._reply_r, reply_w = os.pipe2(os.O_CLOEXEC)
-        self._pid = os.fork()
-        if self._pid == 0:
-            try:
-                os.close(self._request_w)
-                os.close(self._reply_r)
-                from corral.kernel import prctl
-
-                prctl.set_pdeathsig(signal.SIGKILL)  # no orphan setting up behind a kill
-                import pyroute2  # noqa: F401  # the slow import, done while the other side works
-
-                from corral.network import endpoints  # noqa: F401
-
-                request = os.read(request_r, 64)
-                if request:  # nothing: the creation failed, there is no init to attach
-                    try:
-                        attach(data_root, cid, int(request))
-                        reply: dict[str, Any] = {"ok": True}
-                    except BaseException as err:
-                        reply = {"error": str(err) or repr(err)}
-                    os.write(reply_w, fastjson.dumps(reply).encode())
-            finally:
-                os._exit(0)
-        os.close(request_r)
-        os.close(reply_w)
-
-    def attach(self, pid: int) -> None:
-        from corral.errors import NetworkError
-
-        os.write(self._request_w, str(pid).encode())
-        os.close(self._request_w)
-        chunks = []
-        while chunk := os.read(self._reply_r, 65536):
-            chunks.append(chunk)
-        self._finish()
-        reply = fastjson.loads(b"".join(chunks)) if chunks else {"error": "network helper died"}
-        if "error" in reply:
-            raise NetworkError(reply["error"])
-
-    def cancel(self) -> None:
-        os.close(self._request_w)
-        self._finish()
-
-    def _finish(self) -> None:
-        os.close(self._reply_r)
-        try:
-            os.waitpid(self._pid, 0)
-        except ChildProcessError:
-            pass
-
-
 def _image_config(data_root: str, spec: ContainerSpec) -> dict[str, Any]:
     if not spec.publish_all:
         return {}

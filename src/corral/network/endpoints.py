@@ -13,7 +13,7 @@ import os
 
 from corral.errors import NetworkError
 from corral.kernel.identity import process_alive
-from corral.network import hosts, ipam, networks, ports, settings
+from corral.network import hosts, ipam, networks, ports, rtnl, settings
 from corral.network.model import Endpoint, Network, PortBinding
 from corral.network.state import Live, NetworkState
 from corral.structs import record
@@ -63,8 +63,10 @@ def setup(
     with state.lock():
         live = state.live()
         reclaim_stale(state, live)
-        if fresh:
-            _forget(live, owner.id)  # a restart after a crash: start from nothing
+        if fresh and (
+            live.of_container(owner.id) or any(p.container == owner.id for p in live.ports)
+        ):
+            _undo(state, live, owner.id)  # left by a start that was killed: start from nothing
         have = live.of_container(owner.id)
         for attachment in attachments:
             if any(e.network == attachment.network for e in have):
@@ -150,12 +152,12 @@ def _bindings(
 def _act(
     owner: Owner, made: list[Endpoint], nets: list[Network], bindings: list[PortBinding]
 ) -> None:
-    from corral.network import netlink, nft
+    from corral.network import nft
 
     for endpoint, net in zip(made, nets, strict=True):
         # eth0's network routes out; an --internal one has no route at all.
         gateway = net.gateway if endpoint.ifname == "eth0" and not net.internal else None
-        endpoint.mac = netlink.add_endpoint(
+        endpoint.mac = rtnl.add_endpoint(
             owner.pid,
             endpoint.host_veth,
             net.bridge,
@@ -185,9 +187,7 @@ def _undo(state: NetworkState, live: Live, cid: str) -> None:
     mine = live.of_container(cid)
     for endpoint in mine:
         if process_alive(endpoint.pid, endpoint.pid_start):
-            from corral.network import netlink
-
-            netlink.delete_link(endpoint.host_veth)  # its namespace lives on: delete now
+            rtnl.delete_link(endpoint.host_veth)  # its namespace lives on: delete now
         else:
             _remove_veth(endpoint.host_veth)
     if any(p.container == cid for p in live.ports):
@@ -208,9 +208,7 @@ def _remove_veth(name: str) -> None:
     while os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.002)
     if os.path.exists(path):
-        from corral.network import netlink
-
-        netlink.delete_link(name)
+        rtnl.delete_link(name)
 
 
 def _undo_endpoints(state: NetworkState, live: Live, endpoints: list[Endpoint]) -> None:
@@ -237,14 +235,14 @@ def reclaim_stale(state: NetworkState, live: Live) -> list[str]:
 
 def disconnect(data_root: str, cid: str, network: str) -> None:
     """Take a running container off one network (its other endpoints stay)."""
-    from corral.network import netlink, nft
+    from corral.network import nft
 
     state = NetworkState(data_root)
     with state.lock():
         live = state.live()
         gone = [e for e in live.of_container(cid) if e.network == network]
         for endpoint in gone:
-            netlink.delete_link(endpoint.host_veth)
+            rtnl.delete_link(endpoint.host_veth)
         ips = {e.ip for e in gone}
         if any(p.container == cid and p.container_ip in ips for p in live.ports):
             # Port rules are per container: drop them all and put back the others.

@@ -140,10 +140,10 @@ def _marker(network: Network) -> str:
 
 def realize(network: Network) -> None:
     """Make the bridge and the table's rules exist (caller holds the state lock)."""
+    if os.path.exists(_marker(network)) and os.path.exists(f"/sys/class/net/{network.bridge}"):
+        return  # the common case, checked without loading pyroute2
     from corral.network import netlink, nft
 
-    if os.path.exists(_marker(network)) and netlink.link_exists(network.bridge):
-        return
     nft.ensure_table()
     nft.delete_tagged({f"net:{network.id}"}, (network.bridge,))  # a half-made earlier try
     prefixlen = ipam.parse_subnet(network.subnet).prefixlen
