@@ -69,11 +69,14 @@ def engines() -> dict[str, tuple[list[str], list[str], str]]:
     return found
 
 
+def quiet(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+
 def setup_networks(found: dict[str, tuple[list[str], list[str], str]]) -> None:
-    subprocess.run([*er.corral_cmd(), "network", "create", "--subnet", SUBNETS["corral"], NET], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    subprocess.run([*er.podman_cmd(), "network", "create", "--subnet", SUBNETS["podman"], NET], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    if "docker" in found:
-        subprocess.run([*er.docker_cmd(), "network", "create", "--subnet", SUBNETS["docker"], "-o", "com.docker.network.bridge.name=crlbdock0", NET], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    for name, (base, _, _) in found.items():
+        extra = ["-o", "com.docker.network.bridge.name=crlbdock0"] if name == "docker" else []
+        quiet([*base, "network", "create", "--subnet", SUBNETS[name], *extra, NET])
 
 
 def remove_networks(found: dict[str, tuple[list[str], list[str], str]]) -> None:
@@ -161,7 +164,15 @@ def bench_cycle(cycles: int) -> None:
     try:
         time.sleep(0.1)
         out = subprocess.run(
-            [sys.executable, "-c", CORRAL_CYCLE, str(holder.pid), str(cycles), NET, str(er.WORK / "corral")],  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                CORRAL_CYCLE,
+                str(holder.pid),
+                str(cycles),
+                NET,
+                str(er.WORK / "corral"),
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -190,9 +201,26 @@ def bench_cycle(cycles: int) -> None:
 def _corral_network_id() -> str:
     import json
 
-    out = subprocess.run([*er.corral_cmd(), "network", "inspect", NET], check=True, capture_output=True, text=True)  # fmt: skip
+    argv = [*er.corral_cmd(), "network", "inspect", NET]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True)
     network_id: str = json.loads(out.stdout)[0]["Id"]
     return network_id
+
+
+def nft_tables() -> set[tuple[str, str]]:
+    import json
+
+    out = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True).stdout
+    items = json.loads(out or '{"nftables": []}')["nftables"]
+    return {(i["table"]["family"], i["table"]["name"]) for i in items if "table" in i}
+
+
+def remove_peer_tables(before: set[tuple[str, str]]) -> None:
+    """podman's netavark leaves its iptables chains (tables ip nat / ip filter) behind:
+    tables that appeared during this run are removed, so the host is as it was."""
+    for family, name in sorted(nft_tables() - before):
+        if (family, name) in (("ip", "nat"), ("ip", "filter"), ("ip6", "nat"), ("ip6", "filter")):
+            subprocess.run(["nft", "delete", "table", family, name], capture_output=True)
 
 
 def main() -> int:
@@ -204,6 +232,7 @@ def main() -> int:
     os.environ["CORRAL_NFT_TABLE"] = f"corral_bench_{os.getpid()}"
     os.environ["CORRAL_DEFAULT_SUBNET"] = "10.247.0.0/24"
     found: dict[str, tuple[list[str], list[str], str]] = {}
+    tables_before = nft_tables()
     try:
         er.WORK.mkdir(parents=True)
         er.RUN.mkdir(parents=True)
@@ -221,6 +250,7 @@ def main() -> int:
             er.stop_dockerd(er.DOCKERD)
         er.cleanup()
         shutil.rmtree(er.WORK, ignore_errors=True)
+        remove_peer_tables(tables_before)
     return 0
 
 
