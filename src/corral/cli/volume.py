@@ -54,7 +54,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     system = sub.add_parser("system", help="prune, info")
     verbs = system.add_subparsers(dest="verb", metavar="VERB", required=True)
-    p = verbs.add_parser("prune", help="remove stopped containers, dangling images (-a: unused)")
+    p = verbs.add_parser(
+        "prune", help="remove stopped containers, unused networks, dangling images (-a: unused)"
+    )
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("--volumes", action="store_true")
     p.add_argument("-f", "--force", action="store_true")
@@ -138,6 +140,9 @@ def cmd_system_prune(args: argparse.Namespace) -> int:
         print("Deleted Containers:\n" + "\n".join(removed) + "\n")
     if args.volumes:
         cmd_prune(args)
+    from corral.cli.network import cmd_prune as prune_networks
+
+    prune_networks(args)  # as docker: unused user networks go too
     from corral.image.store import Store
 
     deleted, reclaimed = Store(os.path.join(root, "image")).prune(all_unused=args.all)
