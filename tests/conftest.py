@@ -46,6 +46,13 @@ def _mount_points() -> set[str]:
     return {line.split()[4] for line in _mounts()}
 
 
+def _named_netns() -> set[str]:
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
 def _network_leaks(before_links: set[str]) -> list[str]:
     """Links, nft rules and leases the run left. The default network's bridge is taken
     down the way a user would (`network prune` does this) before looking."""
@@ -88,10 +95,13 @@ def leak_check() -> Iterator[None]:
     """After the suite: no test cgroup, mount, or child process is left behind."""
     before_mounts = _mount_points()
     before_links = set(os.listdir("/sys/class/net"))
+    before_netns = _named_netns()
     yield
     problems: list[str] = []
     if IS_ROOT and networking_supported():
         problems += _network_leaks(before_links)
+    if _named_netns() - before_netns:
+        problems.append(f"named net namespaces left: {sorted(_named_netns() - before_netns)}")
     if IS_ROOT:
         from corral.cgroups import open_manager
 

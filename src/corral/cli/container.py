@@ -1062,12 +1062,15 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
+    from corral.engine import networking
     from corral.engine.store import ContainerStore
 
-    store = ContainerStore(data_root(args))
+    root = data_root(args)
+    store = ContainerStore(root)
     cid = store.resolve(args.container)
     with store.lock(cid):
         store.rename(cid, args.name)
+        networking.renamed(root, cid, store.load_spec(cid).name)
     return 0
 
 

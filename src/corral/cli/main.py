@@ -25,6 +25,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "image": ("pull", "images", "rmi", "tag", "load", "save", "login", "logout", "image"),
     "volume": ("volume", "system", "info", "version"),
     "network": ("network",),
+    "lxc": ("lxc",),
     "cgroup": ("cgroup",),
 }  # fmt: skip
 _VALUED = ("--cgroup-parent", "--data-root")

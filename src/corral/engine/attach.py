@@ -67,8 +67,10 @@ def relay(
     tty: bool,
     on_started: Callable[[], None] | None = None,
     send_hello: bool = True,
+    detach_keys: bytes = DETACH_KEYS,
 ) -> int:
-    """Until the container exits (its code) or the user detaches (DETACHED)."""
+    """Until the container exits (its code) or the user detaches (DETACHED) by typing
+    `detach_keys` on a terminal (docker's ctrl-p ctrl-q; LXC's console: ctrl-a q)."""
     if send_hello:
         sock.sendall(json.dumps({"stdin": stdin}).encode() + b"\n")
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -100,13 +102,13 @@ def relay(
                         if tty:
                             data = pending_escape + data
                             pending_escape = b""
-                            if DETACH_KEYS in data:
-                                before = data.split(DETACH_KEYS, 1)[0]
+                            if detach_keys in data:
+                                before = data.split(detach_keys, 1)[0]
                                 if before:
                                     sock.sendall(frame(STDIN, before))
                                 return DETACHED
-                            if data.endswith(DETACH_KEYS[:1]):
-                                data, pending_escape = data[:-1], DETACH_KEYS[:1]
+                            if data.endswith(detach_keys[:1]):
+                                data, pending_escape = data[:-1], detach_keys[:1]
                         if data:
                             sock.sendall(frame(STDIN, data))
                 if sock in ready:

@@ -68,6 +68,25 @@ def create(data_root: str, spec: ContainerSpec, image: Any) -> str:
     return cid
 
 
+def create_system(data_root: str, spec: ContainerSpec) -> str:
+    """Record a container whose front end writes its OCI config itself (write_config) and
+    whose root is a directory of its own, not an image snapshot (`corral lxc`)."""
+    from corral.engine import networking
+
+    store = ContainerStore(data_root)
+    spec.created = now()
+    networking.validate(data_root, spec)
+    return store.create(spec)
+
+
+def write_config(data_root: str, cid: str, config: dict[str, Any]) -> None:
+    """Replace the bundle's config.json (the container is not running)."""
+    path = os.path.join(ContainerStore(data_root).bundle(cid), "config.json")
+    with open(path + ".tmp", "w") as f:
+        f.write(fastjson.dumps(config))
+    os.replace(path + ".tmp", path)
+
+
 def _write_bundle(
     data_root: str, cid: str, spec: ContainerSpec, image_config: dict[str, Any], rootfs: str
 ) -> None:
@@ -105,11 +124,24 @@ def mount_rootfs(data_root: str, cid: str) -> None:
 
 
 def unmount_rootfs(data_root: str, cid: str) -> None:
+    """The image snapshot's mount, or a root a front end mounted for the container (the
+    bundle's io.corral.mounted-root annotation: an LXC snapshot copy's overlay)."""
     from corral.image import snapshot
 
     images = image_store(data_root)
     if os.path.isdir(os.path.join(images.snapshots_dir, cid, "upper")):
         snapshot.unmount(images, cid)
+        return
+    try:
+        with open(os.path.join(ContainerStore(data_root).bundle(cid), "config.json"), "rb") as f:
+            mounted = fastjson.loads(f.read()).get("annotations", {}).get("io.corral.mounted-root")
+    except (OSError, ValueError):
+        return
+    if mounted and snapshot.is_mounted(mounted):
+        from corral.kernel.mount import MNT_DETACH, umount2
+
+        with contextlib.suppress(Exception):
+            umount2(mounted, MNT_DETACH)
 
 
 # ----- status ----------------------------------------------------------------------------------
@@ -222,7 +254,10 @@ def kill(data_root: str, cid: str, sig: str | int = "KILL", *, user: bool = True
     try:
         _runtime(spec).kill(cid, number)
     except RuntimeFailed:
-        os.kill(state.pid, number)  # the runtime lost it; the pid is checked alive above
+        try:
+            os.kill(state.pid, number)  # the runtime lost it; the pid was alive above
+        except ProcessLookupError:
+            pass  # it exited meanwhile (a restart policy's container between two lives)
     if state.status == Status.PAUSED and number == signal.SIGKILL:
         with contextlib.suppress(RuntimeFailed):
             _runtime(spec).resume(cid)
@@ -319,6 +354,7 @@ def remove_everything(
     from corral.engine import networking
 
     networking.detach(data_root, cid)
+    unmount_rootfs(data_root, cid)  # a root a front end mounted (LXC snapshot copies)
     images = image_store(data_root)
     snapshot.remove(images, cid)
     run_root = os.environ.get("CORRAL_ROOT", "/run/corral")

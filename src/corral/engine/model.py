@@ -72,6 +72,12 @@ class ContainerSpec:
     auto_remove: bool = False
     runtime: str = ""  # "" Corral's own (in process), else a runc-compatible binary
     created: str = ""
+    # cgroup files written after the runtime's create, before start ("memory.max=64M";
+    # either version's names, translated): LXC's lxc.cgroup.* / lxc.cgroup2.* keys
+    cgroup_params: list[str] = field(default_factory=list)
+    # "" an image's container (the bundle is built from the spec); else the front end that
+    # writes the bundle's config.json itself ("lxc")
+    kind: str = ""
 
 
 @record

@@ -51,6 +51,8 @@ def create_and_start(
     networking.join_shared(data_root, cid, spec)
     pid = create(data_root, cid, runtime, stdio, pid_file, log, console)
     try:
+        if spec.cgroup_params:
+            apply_cgroup_params(cid, spec.cgroup_params)
         if networking.bridged(spec) and spec.networks:
             networking.attach(data_root, cid, pid)
         start(runtime, cid)
@@ -59,6 +61,16 @@ def create_and_start(
         networking.detach(data_root, cid)
         raise
     return pid
+
+
+def apply_cgroup_params(cid: str, params: list[str]) -> None:
+    """Write cgroup settings given as files of either version ("memory.limit_in_bytes=64M")
+    into the container's group, as the host's version names them."""
+    from corral.cgroups import Mode, open_manager
+    from corral.cgroups.params import parse_params
+
+    manager = open_manager(parent=os.environ.get("CORRAL_CGROUP_PARENT") or "corral")
+    manager.apply(cid, parse_params(params, 2 if manager.mode == Mode.V2 else 1))
 
 
 def start(runtime: str, cid: str) -> None:

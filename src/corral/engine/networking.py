@@ -236,6 +236,16 @@ def _image_config(data_root: str, spec: ContainerSpec) -> dict[str, Any]:
         return {}
 
 
+def renamed(data_root: str, cid: str, name: str) -> None:
+    """Peers on its networks resolve a renamed container by its new name."""
+    from corral.network.state import NetworkState
+
+    if NetworkState(data_root).live().of_container(cid):
+        from corral.network import endpoints
+
+        endpoints.rename(data_root, cid, name)
+
+
 def detach(data_root: str, cid: str) -> None:
     """Everything the container had on its networks, gone (a no-op when it had nothing).
     Checked first without the lock or the network modules: most exits have nothing."""

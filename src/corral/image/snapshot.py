@@ -129,6 +129,13 @@ def snapshots(store: Store) -> list[str]:
         return []
 
 
+def flatten(store: Store, image: Image, rootfs: str) -> None:
+    """The image's layers applied in order onto one plain directory (whiteouts applied):
+    a root filesystem that needs no overlay mount (`corral lxc create -t oci`)."""
+    os.makedirs(rootfs, exist_ok=True)
+    _copy_layers(store, image, rootfs)
+
+
 def _copy_layers(store: Store, image: Image, rootfs: str) -> None:
     """The no-overlay path: apply each layer blob onto one directory (whiteouts applied)."""
     from corral.image.unpack import unpack_layer  # tarfile and threads: only on this path

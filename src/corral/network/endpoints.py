@@ -255,6 +255,20 @@ def disconnect(data_root: str, cid: str, network: str) -> None:
         _refresh_hosts(state, live, {network, *(e.network for e in live.of_container(cid))})
 
 
+def rename(data_root: str, cid: str, name: str) -> None:
+    """The container is called `name` now: its peers resolve the new name."""
+    state = NetworkState(data_root)
+    with state.lock():
+        live = state.live()
+        mine = live.of_container(cid)
+        if not mine:
+            return
+        for endpoint in mine:
+            endpoint.name = name
+        state.save_live(live)
+        _refresh_hosts(state, live, {e.network for e in mine})
+
+
 def _refresh_hosts(state: NetworkState, live: Live, touched: set[str]) -> None:
     """Rewrite the hosts file of every container on the `touched` networks."""
     if not touched:

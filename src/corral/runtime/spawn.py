@@ -197,14 +197,14 @@ def _spawn(
             kind = msg["type"]
             if kind == "idmap":
                 _write_id_maps(int(msg["pid"]), config)
-                ours.send("idmap-done")
+                _reply(ours, "idmap-done")
             elif kind == "pid":
                 init_pid = int(msg["pid"])
                 state.pid = init_pid
                 state.pid_start = process_start_time(init_pid)
                 rt.store.save(state)  # recorded before anything else can go wrong
                 manager.add_process(group, init_pid)
-                ours.send("cgroup-joined")
+                _reply(ours, "cgroup-joined")
             elif kind == "hooks":
                 from .hooks import run_hooks
 
@@ -226,6 +226,21 @@ def _spawn(
         ours.close()
         os.waitpid(setup_pid, 0)
     return init_pid
+
+
+def _reply(channel: Channel, kind: str) -> None:
+    """Answer the container's side; if it has gone, raise the error it sent before going
+    (not the EPIPE of our write)."""
+    try:
+        channel.send(kind)
+    except BrokenPipeError:
+        while True:
+            try:
+                msg = channel.recv()
+            except SyncError:
+                raise ContainerError("the container's init process died during setup") from None
+            if msg["type"] == "error":
+                raise ContainerError(str(msg["message"])) from None
 
 
 def run(

@@ -25,14 +25,14 @@ class Corral:
         self.data_root = str(TEST_DATA)
 
     def argv(self, *args: str) -> list[str]:
+        creating = bool(args) and args[0] in ("run", "create")
+        if creating and not networking_supported() and not any(a.startswith("--net") for a in args):
+            args = (args[0], "--network", "none", *args[1:])  # no bridges in this kernel
         return [sys.executable, "-m", "corral.cli.main", "--data-root", self.data_root, *args]
 
     def __call__(
         self, *args: str, check: bool = True, timeout: float = 60, **kw: Any
     ) -> subprocess.CompletedProcess[str]:
-        creating = bool(args) and args[0] in ("run", "create")
-        if creating and not networking_supported() and not any(a.startswith("--net") for a in args):
-            args = (args[0], "--network", "none", *args[1:])  # no bridges in this kernel
         result = subprocess.run(
             self.argv(*args), capture_output=True, text=True, timeout=timeout, **kw
         )

@@ -133,7 +133,9 @@ def test_hosts_entries_follow_containers(corral: Corral, nets: Networks) -> None
     corral.run("-d", "--name", "h2", "--network", "hostsnet", IMAGE, "sleep", "300")
     h2_ip = ip_of(corral, "h2", "hostsnet")
     assert f"{h2_ip}\th2" in corral("exec", "h1", "cat", "/etc/hosts").stdout
-    corral("rm", "-f", "h2")
+    corral("rename", "h2", "h2-renamed")
+    assert f"{h2_ip}\th2-renamed" in corral("exec", "h1", "cat", "/etc/hosts").stdout
+    corral("rm", "-f", "h2-renamed")
     assert "h2" not in corral("exec", "h1", "cat", "/etc/hosts").stdout
 
 
@@ -187,6 +189,17 @@ def test_publish_all_exposed_ports(corral: Corral) -> None:
 
 
 # ----- modes and settings ------------------------------------------------------------------
+
+
+def test_container_cannot_change_its_network_or_see_the_hosts(corral: Corral) -> None:
+    """Without CAP_NET_ADMIN (not in the default set) the interface is read-only, and the
+    host's links are out of sight."""
+    script = "ls /sys/class/net; ip link set eth0 down; ip addr add 10.9.9.9/32 dev eth0; ip route del default; ip -4 addr show eth0 | grep -c inet"  # fmt: skip
+    out = corral.run("--rm", IMAGE, "sh", "-c", script, check=False)
+    assert out.stdout.split() == ["eth0", "lo", "1"]
+    assert out.stderr.count("Operation not permitted") == 3
+    allowed = corral.run("--rm", "--cap-add", "NET_ADMIN", IMAGE, "ip", "link", "set", "eth0", "down")  # fmt: skip
+    assert allowed.returncode == 0
 
 
 def test_network_none_has_only_loopback(corral: Corral) -> None:
