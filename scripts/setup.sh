@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 # Debian packages the test suite drives (kept in one list so docs and CI agree).
-DEB_PACKAGES=(util-linux procps busybox-static libseccomp2 nftables runc crun podman containerd user-mode-linux
+DEB_PACKAGES=(util-linux procps busybox-static libseccomp2 nftables lxc debootstrap runc crun podman containerd user-mode-linux
               qemu-system-x86 linux-image-amd64
               docker-registry skopeo umoci apache2-utils tini)
 

@@ -25,7 +25,7 @@ ENGINE_FAILED = 125
 
 
 def data_root(args: argparse.Namespace) -> str:
-    from corral.image.store import data_root as default
+    from corral.paths import data_root as default
 
     root: str = getattr(args, "data_root", None) or default()
     return root

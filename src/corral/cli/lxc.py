@@ -124,10 +124,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _lxc(args: argparse.Namespace) -> Lxc:
-    from corral.cli.container import data_root
     from corral.lxc.manager import Lxc
+    from corral.paths import data_root
 
-    return Lxc(data_root(args), args.lxcpath)
+    return Lxc(getattr(args, "data_root", None) or data_root(), args.lxcpath)
 
 
 def _name(args: argparse.Namespace) -> str:

@@ -227,11 +227,27 @@ def wait_monitor_gone(store: ContainerStore, cid: str, timeout: float = 30.0) ->
     state = store.load_state(cid)
     if state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
         return
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while alive(state.monitor_pid, state.monitor_start) and time.monotonic() < deadline:
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+    wait_process_gone(state.monitor_pid, state.monitor_start, timeout)
+
+
+def wait_process_gone(pid: int, start: int, timeout: float) -> bool:
+    """Until the process (pid and start time) has exited: woken by a pidfd, not polled.
+    True if it is gone."""
+    import select
+
+    if not alive(pid, start):
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return True  # gone between the two looks
+    try:
+        if not alive(pid, start):  # the pid was reused before pidfd_open: not ours
+            return True
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return not alive(pid, start)
 
 
 def _runtime(spec: ContainerSpec) -> Runtime | LibraryRuntime:

@@ -261,6 +261,15 @@ class LibraryRuntime:
         """exec keeps a process of its own (it holds the caller's terminal): the binary."""
         return Runtime(default_runtime()).exec_argv(cid, process_file, **kw)
 
+    def exec_here(self, cid: str, process_file: str, *, tty: bool = False) -> int:
+        """Run the process in the container from this process (no corral-runtime
+        start-up) and return its exit code; this process relays a terminal if `tty`."""
+        from corral.runtime.execspec import build_exec_process
+
+        options = {"process": process_file, "tty": tty}
+        process = self._call(build_exec_process, self.lib, cid, options, [])
+        return int(self._call(self.lib.exec, cid, process))
+
     @staticmethod
     def _call(fn: Any, *args: Any) -> Any:
         try:

@@ -32,6 +32,7 @@ from corral import fastjson
 from corral.errors import DigestMismatch, ImageError, ImageInUse, ImageNotFound
 from corral.image import reference
 from corral.oci import image as spec
+from corral.paths import data_root
 from corral.structs import record
 
 TYPE_CHECKING = False
@@ -39,16 +40,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any, BinaryIO
 
-DEFAULT_DATA_ROOT = "/var/lib/corral"
 REPOSITORY = "io.corral.repository"
 INDEX_DIGEST = "io.corral.index.digest"
 CREATED = "io.corral.pulled"
 SIZE = "io.corral.size"
 _CHUNK = 1 << 20
-
-
-def data_root() -> str:
-    return os.environ.get("CORRAL_DATA_ROOT", DEFAULT_DATA_ROOT)
 
 
 def hex_of(digest: str) -> str:

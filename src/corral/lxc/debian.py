@@ -26,6 +26,11 @@ co:2345:respawn:/bin/sh
 """
 
 
+def cache_dir() -> str:
+    """Shared by every data root, as LXC's /var/cache/lxc is."""
+    return os.environ.get("CORRAL_LXC_CACHE") or "/var/cache/corral/lxc"
+
+
 def host_mirror() -> str:
     """The first Debian mirror in the host's apt sources (deb822 or one-line format)."""
     candidates = ["/etc/apt/sources.list"]

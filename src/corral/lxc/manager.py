@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
-import subprocess
 import time
 
 from corral.engine import lifecycle
 from corral.engine.model import ContainerSpec, Status
 from corral.engine.store import ContainerStore, validate_name
 from corral.errors import ConfigError, ContainerError, ContainerNotFound, InvalidState
-from corral.lxc import bundle, storage
 from corral.lxc import config as lxcconfig
-from corral.lxc.config import LxcConfig
+
+# bundle (the OCI spec builder) and storage (mounts) are imported by the steps that
+# need them: `ls`, `info`, `stop` and `attach` do without.
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from corral.lxc.config import LxcConfig
 
 STATES = {Status.RUNNING: "RUNNING", Status.PAUSED: "FROZEN", Status.RESTARTING: "RUNNING"}
 
@@ -68,8 +68,14 @@ class Lxc:
         return cid
 
     def state(self, name: str) -> str:
-        status = lifecycle.current(self.store, self.cid(name)).status
-        return STATES.get(status, "STOPPED")
+        """LXC's state words. A container whose init has exited is STOPPED even while its
+        monitor still records that and cleans up."""
+        state = lifecycle.current(self.store, self.cid(name))
+        if state.status in (Status.RUNNING, Status.PAUSED) and not lifecycle.alive(
+            state.pid, state.pid_start
+        ):
+            return "STOPPED"
+        return STATES.get(state.status, "STOPPED")
 
     # ----- create, destroy, copy -------------------------------------------------------------
 
@@ -77,6 +83,9 @@ class Lxc:
         self, name: str, template: str, args: list[str], config_file: str = "", network: str = ""
     ) -> None:
         """A new container from a template (or from a config file alone: -t none)."""
+        import shutil
+
+        from corral.lxc import bundle
         from corral.lxc.templates import TEMPLATES
 
         validate_name(name)
@@ -135,6 +144,10 @@ class Lxc:
 
     def destroy(self, name: str, force: bool = False, snapshots: bool = False) -> list[str]:
         """Remove the container (and, with snapshots, the copies that depend on it)."""
+        import shutil
+
+        from corral.lxc import storage
+
         clones = self.clones_of(name)
         if clones and not snapshots:
             raise InvalidState(f"{name} has snapshot copies ({', '.join(clones)}): use -s")
@@ -165,6 +178,11 @@ class Lxc:
 
     def copy(self, name: str, new: str, snapshot: bool = False) -> None:
         """A clone: a full copy of the rootfs, or (snapshot) an overlay on top of it."""
+        import shutil
+        import subprocess
+
+        from corral.lxc import bundle
+
         validate_name(new)
         config = self.load(name)
         if os.path.exists(self.dir(new)):
@@ -204,6 +222,8 @@ class Lxc:
 
     def prepare(self, name: str, config_file: str = "", args: list[str] | None = None) -> str:
         """Write the engine's spec and bundle from the config; the container's id."""
+        from corral.lxc import bundle, storage
+
         cid = self.cid(name)
         if self.state(name) != "STOPPED":
             raise InvalidState(f"{name} is already running")
@@ -228,6 +248,7 @@ class Lxc:
 
     def start(self, name: str, config_file: str = "") -> int:
         from corral.engine.runtimes import RuntimeFailed
+        from corral.lxc import storage
 
         cid = self.prepare(name, config_file)
         try:
@@ -237,15 +258,20 @@ class Lxc:
             raise ContainerError(f"{name}: {err}") from None
 
     def stop(self, name: str, timeout: int = 60, kill: bool = False) -> None:
+        from corral.lxc import storage
+
         cid = self.cid(name)
         if self.state(name) == "STOPPED":
             raise InvalidState(f"{name} is not running")
         config = self.load(name)
         if kill:
+            state = lifecycle.current(self.store, cid)
             with contextlib.suppress(InvalidState):
                 lifecycle.kill(self.data_root, cid, config.signal_stop)
-            lifecycle.wait_exit(self.data_root, cid, 30)
-            lifecycle.wait_monitor_gone(self.store, cid)
+            # Stopped when its init is gone, as for lxc-stop -k; the monitor's clean-up
+            # goes on behind (start and destroy wait for it) unless it is dead already.
+            if not lifecycle.wait_process_gone(state.pid, state.pid_start, 30):
+                raise ContainerError(f"{name}: still running 30 s after SIGKILL")
             lifecycle.finalise_unwatched(self.data_root, cid)
         else:
             lifecycle.stop(self.data_root, cid, timeout)
@@ -271,6 +297,7 @@ class Lxc:
 
         from corral.engine import attach
         from corral.engine.runtimes import RuntimeFailed
+        from corral.lxc import storage
 
         cid = self.prepare(name, args=command)
         ours, client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -289,9 +316,10 @@ class Lxc:
 
     def attach(self, name: str, command: list[str], clear_env: bool, env: list[str]) -> int:
         """Run a command in every namespace and the cgroup of the running container."""
+        import subprocess
         import sys
 
-        from corral.engine.runtimes import runtime_for
+        from corral.engine.runtimes import LibraryRuntime, runtime_for
 
         cid = self.cid(name)
         if self.state(name) != "RUNNING":
@@ -304,8 +332,10 @@ class Lxc:
         try:
             if clear_env:
                 _clear_process_env(path, env)
-            spec = self.store.load_spec(cid)
-            exec_argv = runtime_for(spec.runtime).exec_argv(cid, path, tty=tty, detach=False)
+            runtime = runtime_for(self.store.load_spec(cid).runtime)
+            if isinstance(runtime, LibraryRuntime):  # in this process: no runtime start-up
+                return runtime.exec_here(cid, path, tty=tty)
+            exec_argv = runtime.exec_argv(cid, path, tty=tty, detach=False)
             return subprocess.run(exec_argv, check=False).returncode
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -491,6 +521,7 @@ def _caller_env() -> list[str]:
 def _clear_process_env(path: str, env: list[str]) -> None:
     """--clear-env: the attached process gets PATH, container=lxc and the -v variables."""
     from corral import fastjson
+    from corral.lxc import bundle
 
     with open(path, "rb") as f:
         process = fastjson.loads(f.read())
@@ -514,7 +545,3 @@ def _human(n: int) -> str:
             return f"{value:.2f} {unit}" if unit != "bytes" else f"{int(value)} bytes"
         value /= 1024
     return str(n)
-
-
-def halt_signal_name(number: int) -> str:
-    return signal.Signals(number).name

@@ -151,7 +151,7 @@ def debian(rootfs: str, name: str, args: list[str], network: str, data_root: str
     parser.add_argument("-a", "--arch", default="amd64")
     parser.add_argument("--mirror", default="")
     opts = _parse(parser, args)
-    deb.install(os.path.join(data_root, "lxc-cache"), rootfs, opts.release, opts.arch, opts.mirror)
+    deb.install(deb.cache_dir(), rootfs, opts.release, opts.arch, opts.mirror)
     _write(os.path.join(rootfs, "etc/hostname"), name + "\n")
     _write(os.path.join(rootfs, "etc/hosts"), f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n")
     entries = [e for e in _system_config(rootfs, name, network) if e[0] != "lxc.signal.halt"]

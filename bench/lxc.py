@@ -1,0 +1,124 @@
+"""`corral lxc` side by side with LXC 5.0 (Debian's lxc), one run:
+
+    sudo .venv/bin/python bench/lxc.py [--runs 10]
+
+Each round, for each tool in turn: create a busybox system container, start it (in the
+background; timed until the command returns, as lxc-start -d), attach `true`, stop it
+with -k, execute `true` in it (an application container with a minimal init), destroy it.
+Medians over --runs, ratios of each to LXC.
+
+Both get a config without a network (lxc.net.0.type = empty) so that neither measures
+bridge setup, and their own container directory under /var/tmp. LXC runs with
+lxc.cgroup.relative = 1 (its cgroups below this benchmark's, never at the hierarchy root)
+and without AppArmor (not on this host). Everything is destroyed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WORK = Path(f"/var/tmp/corral-bench-lxc-{os.getpid()}")
+CORRAL = [sys.executable, "-m", "corral.cli.main", "--data-root", str(WORK / "corral"), "lxc"]
+LXC_PATH = str(WORK / "lxc")
+STEPS = ("create", "start", "attach true", "stop -k", "execute true", "destroy")
+
+
+def commands(tool: str, name: str, config: str) -> list[list[str]]:
+    if tool == "corral":
+        base = CORRAL
+        return [
+            [*base, "create", "-n", name, "-t", "busybox", "-f", config],
+            [*base, "start", "-n", name],
+            [*base, "attach", "-n", name, "--", "true"],
+            [*base, "stop", "-k", "-n", name],
+            [*base, "execute", "-n", name, "--", "true"],
+            [*base, "destroy", "-n", name],
+        ]
+    p = ["-P", LXC_PATH, "-n", name]
+    return [
+        ["lxc-create", *p, "-t", "busybox", "-f", config],
+        ["lxc-start", *p, "-d"],
+        ["lxc-attach", *p, "--", "true"],
+        ["lxc-stop", *p, "-k"],
+        ["lxc-execute", *p, "--", "true"],
+        ["lxc-destroy", *p],
+    ]
+
+
+def timed(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    if not shutil.which("lxc-create"):
+        raise SystemExit("LXC is not installed (apt-get install lxc)")
+    os.environ["CORRAL_CGROUP_PARENT"] = f"corral-bench-lxc-{os.getpid()}"
+    os.environ["CORRAL_ROOT"] = f"/run/corral-bench-lxc-{os.getpid()}"
+    WORK.mkdir(parents=True)
+    configs = {
+        "corral": WORK / "corral.conf",
+        "lxc": WORK / "lxc.conf",
+    }
+    configs["corral"].write_text("lxc.net.0.type = empty\n")
+    configs["lxc"].write_text(
+        "lxc.net.0.type = empty\nlxc.cgroup.relative = 1\nlxc.apparmor.profile = unconfined\n"
+    )
+    times: dict[str, dict[str, list[float]]] = {t: {s: [] for s in STEPS} for t in configs}
+    try:
+        for i in range(args.runs + 1):  # round 0 warms caches and is not counted
+            for tool, config in configs.items():
+                name = f"bench{i}"
+                for step, argv in zip(STEPS, commands(tool, name, str(config)), strict=True):
+                    elapsed = timed(argv)
+                    if i:
+                        times[tool][step].append(elapsed)
+        print(f"\ncorral lxc vs LXC {lxc_version()} ({args.runs} runs, medians)")
+        print(f"  {'':<14}{'corral':>10}{'lxc':>10}   ratio")
+        for step in STEPS:
+            ours = statistics.median(times["corral"][step])
+            theirs = statistics.median(times["lxc"][step])
+            print(
+                f"  {step:<14}{ours * 1000:8.1f} ms{theirs * 1000:7.1f} ms   {ours / theirs:5.2f}x"
+            )
+    finally:
+        cleanup()
+    return 0
+
+
+def lxc_version() -> str:
+    return subprocess.run(["lxc-info", "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def cleanup() -> None:
+    for name in os.listdir(LXC_PATH) if os.path.isdir(LXC_PATH) else []:
+        subprocess.run(["lxc-destroy", "-f", "-P", LXC_PATH, "-n", name], capture_output=True)
+    out = subprocess.run([*CORRAL, "ls", "-1"], capture_output=True, text=True).stdout
+    for name in out.split():
+        subprocess.run([*CORRAL, "destroy", "-f", "-s", "-n", name], capture_output=True)
+    shutil.rmtree(WORK, ignore_errors=True)
+    shutil.rmtree(os.environ["CORRAL_ROOT"], ignore_errors=True)
+    from corral.cgroups import open_manager
+
+    try:
+        open_manager(parent=os.environ["CORRAL_CGROUP_PARENT"]).remove_parent()
+    except Exception as err:
+        print(f"cleanup: cgroup parent: {err}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
