@@ -325,3 +325,22 @@ def test_lxc_itself_accepts_the_same_config(tmp_path: Path) -> None:
     assert theirs.returncode != 0
     with pytest.raises(Exception, match="unknown key"):
         lxcconfig.parse(text + "lxc.no.such.key = 1\n", "config")
+
+
+@pytest.mark.skipif(not shutil.which("debootstrap"), reason="needs debootstrap")
+def test_debian_template_creates_boots_and_halts(lxc: Lxc, tmp_path: Path) -> None:
+    """Slow the first time on a machine (debootstrap from the host's Debian mirror, ~30 s
+    here); every later create copies the cache."""
+    lxc.create("deb", "-f", write_config(tmp_path, NO_NET), template="debian")
+    rootfs = LXCPATH / "deb" / "rootfs"
+    assert (rootfs / "etc" / "debian_version").exists()
+    started = time.monotonic()
+    lxc.made.append("deb2")
+    lxc("create", "-n", "deb2", "-t", "debian", "-f", write_config(tmp_path, NO_NET))
+    assert time.monotonic() - started < 20  # from the cache, not the mirror
+    lxc("start", "-n", "deb")
+    assert wait_for(lambda: lxc.attach("deb", "cat", "/proc/1/cmdline").stdout.startswith("init [2]"), timeout=30)  # fmt: skip
+    started = time.monotonic()
+    lxc("stop", "-n", "deb", "-t", "30")  # SIGPWR -> powerwait -> shutdown -h now
+    assert time.monotonic() - started < 15
+    assert lxc.state("deb") == "STOPPED"
