@@ -280,22 +280,24 @@ def test_restart_gets_the_network_again(corral: Corral) -> None:
 # ----- scale and cleanliness ---------------------------------------------------------------
 
 
-def test_fifty_concurrent_runs_get_distinct_addresses(corral: Corral, nets: Networks) -> None:
-    nets.create("crowd")
+def run_concurrently(corral: Corral, count: int, *flags: str) -> list[str]:
+    """`count` x `corral run -d FLAGS IMAGE sleep 300` at once; their ids."""
+    argv = corral.argv("run", "-d", "-q", *flags, IMAGE, "sleep", "300")
     procs = [
-        subprocess.Popen(
-            corral.argv("run", "-d", "-q", "--network", "crowd", IMAGE, "sleep", "300"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(50)
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(count)
     ]
     ids = []
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
         ids.append(out.strip())
+    return ids
+
+
+def test_fifty_concurrent_runs_get_distinct_addresses(corral: Corral, nets: Networks) -> None:
+    nets.create("crowd")
+    ids = run_concurrently(corral, 50, "--network", "crowd")
     doc = json.loads(corral("network", "inspect", "crowd").stdout)[0]
     addresses = [c["IPv4Address"] for c in doc["Containers"].values()]
     assert len(addresses) == 50 and len(set(addresses)) == 50
@@ -307,20 +309,7 @@ def test_fifty_concurrent_runs_get_distinct_addresses(corral: Corral, nets: Netw
 def test_hundred_run_rm_cycles_leave_nothing(corral: Corral) -> None:
     links_before = links()
     for _ in range(10):
-        procs = [
-            subprocess.Popen(
-                corral.argv("run", "-d", "-q", "-p", "80", IMAGE, "sleep", "300"),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(10)
-        ]
-        ids = []
-        for p in procs:
-            out, err = p.communicate(timeout=120)
-            assert p.returncode == 0, err
-            ids.append(out.strip())
+        ids = run_concurrently(corral, 10, "-p", "80")
         corral("rm", "-f", *ids)
         for cid in ids:
             nothing_left_of(cid)
