@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from corral.lxc.config import LxcConfig
 
 STATES = {Status.RUNNING: "RUNNING", Status.PAUSED: "FROZEN", Status.RESTARTING: "RUNNING"}
+# In a container's directory while `create` works on it: the creating process's pid and
+# start time. One whose creator is gone (killed) is half made: the next create of that
+# name, or destroy, removes it.
+CREATING = ".creating"
 
 
 class Lxc:
@@ -49,7 +53,34 @@ class Lxc:
             entries = sorted(os.listdir(self.lxcpath))
         except FileNotFoundError:
             return []
-        return [n for n in entries if os.path.exists(self.config_path(n))]
+        return [
+            n
+            for n in entries
+            if os.path.exists(self.config_path(n))
+            and not os.path.exists(os.path.join(self.dir(n), CREATING))
+        ]
+
+    def half_made(self, name: str) -> bool:
+        """A create of this container was killed before it finished."""
+        from corral.kernel.identity import process_alive
+
+        try:
+            with open(os.path.join(self.dir(name), CREATING)) as f:
+                pid, start = (int(x) for x in f.read().split())
+        except FileNotFoundError:
+            return False
+        except ValueError:
+            return True  # killed while writing the marker itself
+        return not process_alive(pid, start)
+
+    def _remove_half_made(self, name: str) -> None:
+        import shutil
+
+        with contextlib.suppress(ContainerNotFound):
+            cid = self.store.resolve(name)
+            if self.store.load_spec(cid).kind == "lxc":
+                lifecycle.remove_everything(self.data_root, cid)
+        shutil.rmtree(self.dir(name), ignore_errors=True)
 
     def load(self, name: str, path: str = "") -> LxcConfig:
         if not path and not os.path.exists(self.config_path(name)):
@@ -96,6 +127,8 @@ class Lxc:
             lxcconfig.load(config_file)  # errors with the line, before anything is made
             with open(config_file) as f:
                 base = f.read()
+        if self.half_made(name):
+            self._remove_half_made(name)
         if os.path.exists(self.dir(name)):
             raise ContainerError(f"container {name} already exists in {self.lxcpath}")
         with contextlib.suppress(ContainerNotFound):
@@ -105,6 +138,10 @@ class Lxc:
         # 0755: an unprivileged container's root (a mapped uid) must reach its rootfs.
         os.mkdir(self.dir(name), 0o755)
         try:
+            from corral.kernel.process import process_start_time
+
+            with open(os.path.join(self.dir(name), CREATING), "w") as f:
+                f.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
             entries = []
             if template != "none":
                 rootfs = os.path.join(self.dir(name), "rootfs")
@@ -121,6 +158,7 @@ class Lxc:
             bundle.rootfs_dir(config, self.config_path(name))
             _shift_ownership(config, os.path.join(self.dir(name), "rootfs"))
             lifecycle.create_system(self.data_root, self.engine_spec(name, config))
+            os.unlink(os.path.join(self.dir(name), CREATING))  # complete
         except BaseException:
             with contextlib.suppress(ContainerNotFound):
                 lifecycle.remove_everything(self.data_root, self.store.resolve(name))
@@ -148,6 +186,9 @@ class Lxc:
 
         from corral.lxc import storage
 
+        if self.half_made(name):
+            self._remove_half_made(name)
+            return [name]
         clones = self.clones_of(name)
         if clones and not snapshots:
             raise InvalidState(f"{name} has snapshot copies ({', '.join(clones)}): use -s")
@@ -192,8 +233,14 @@ class Lxc:
         source = bundle.rootfs_dir(config, self.config_path(name))
         if source.startswith("overlay:"):
             raise ContainerError(f"{name} is a snapshot itself: copy it without -s")
+        if self.half_made(new):
+            self._remove_half_made(new)
         os.mkdir(self.dir(new), 0o755)
         try:
+            from corral.kernel.process import process_start_time
+
+            with open(os.path.join(self.dir(new), CREATING), "w") as f:
+                f.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
             if snapshot:
                 for d in ("delta0", "work", "rootfs"):
                     os.mkdir(os.path.join(self.dir(new), d), 0o755)
@@ -214,6 +261,7 @@ class Lxc:
             with open(self.config_path(new), "w") as f:
                 f.writelines(lines)
             lifecycle.create_system(self.data_root, self.engine_spec(new, self.load(new)))
+            os.unlink(os.path.join(self.dir(new), CREATING))  # complete
         except BaseException:
             shutil.rmtree(self.dir(new), ignore_errors=True)
             raise

@@ -344,3 +344,26 @@ def test_debian_template_creates_boots_and_halts(lxc: Lxc, tmp_path: Path) -> No
     lxc("stop", "-n", "deb", "-t", "30")  # SIGPWR -> powerwait -> shutdown -h now
     assert time.monotonic() - started < 15
     assert lxc.state("deb") == "STOPPED"
+
+
+def test_kill_9_of_create_and_start_then_the_next_command_cleans(lxc: Lxc, corral: Corral) -> None:
+    """create killed at staggered moments: the same name can be created again (the half
+    made one is removed); start killed likewise: destroy -f leaves nothing (the session's
+    leak check then finds no cgroup, mount or process)."""
+    for i, delay in enumerate((0.02, 0.05, 0.08, 0.12)):
+        name = f"killc{i}"
+        lxc.made.append(name)
+        proc = subprocess.Popen(corral.argv("lxc", "create", "-n", name, "-t", "busybox"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        if name in lxc("ls", "-1").stdout.split():
+            lxc("destroy", "-n", name)  # it finished before the kill: an ordinary destroy
+        lxc("create", "-n", name, "-t", "busybox", "-f", write_config(Path(str(TEST_DATA)), NO_NET))  # fmt: skip
+        proc = subprocess.Popen(corral.argv("lxc", "start", "-n", name), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        lxc("destroy", "-f", "-n", name)
+        assert not (LXCPATH / name).exists()
+        assert corral("inspect", name, check=False).returncode != 0
