@@ -81,6 +81,9 @@ def test_include(tmp_path: Path) -> None:
             "c:1: lxc.apparmor.profile is an LXC key Corral does not apply",
         ),
         ("lxc.uts.name = bad_name!\n", "c:1: invalid host name"),
+        ("lxc.net.0.hwaddr = 02:zz:00:00:00:01\n", "c:1: invalid MAC address"),
+        ("lxc.net.0.ipv4.gateway = somewhere\n", "c:1: invalid gateway"),
+        ("lxc.net.0.name = a-name-far-too-long\n", "c:1: invalid interface name"),
     ],
 )
 def test_errors_name_the_line(text: str, message: str) -> None:

@@ -216,7 +216,16 @@ def attach(data_root: str, cid: str, pid: int) -> None:
         hosts_file=os.path.join(store.dir(cid), "hosts"),
     )
     attachments = [
-        endpoints.Attachment(network=n["name"], aliases=n.get("aliases", []), ip=n.get("ip", ""))
+        endpoints.Attachment(
+            network=n["name"],
+            aliases=n.get("aliases", []),
+            ip=n.get("ip", ""),
+            ifname=n.get("ifname", ""),
+            mac=n.get("mac", ""),
+            mtu=int(n.get("mtu", 0)),
+            gateway=n.get("gateway", ""),
+            up=bool(n.get("up", True)),
+        )
         for n in spec.networks
     ]
     image_config = _image_config(data_root, spec)

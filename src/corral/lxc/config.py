@@ -114,6 +114,15 @@ def _net(config: LxcConfig, key: str, value: str, where: str) -> None:
             raise ConfigError(f"{where}: invalid IPv4 address {value!r} (a.b.c.d/len)")
     if sub == "mtu":
         _int(value, where, 68)
+    if sub == "hwaddr" and not re.match(r"^([0-9a-fA-Fx]{2}:){5}[0-9a-fA-Fx]{2}$", value):
+        raise ConfigError(f"{where}: invalid MAC address {value!r}")
+    if sub == "name" and not re.match(r"^[A-Za-z0-9_.-]{1,15}$", value):
+        raise ConfigError(f"{where}: invalid interface name {value!r}")
+    if sub == "ipv4.gateway" and value != "auto":
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ConfigError(f"{where}: invalid gateway {value!r} (auto or an address)") from None
     if sub == "flags" and value not in ("up", ""):
         raise ConfigError(f"{where}: network flags {value!r}: only 'up'")
     config.nets.setdefault(index, {})[sub] = value

@@ -152,6 +152,7 @@ class Lxc:
             # The file given with -f wins over the template for the keys it sets.
             given = {line.split("=")[0].strip() for line in base.splitlines() if "=" in line}
             text += lxcconfig.render([e for e in entries if e[0] not in given])
+            text = _expand_hwaddr_lines(text)  # as lxc-create: the random MAC is kept
             with open(self.config_path(name), "w") as f:
                 f.write(text)
             config = self.load(name)
@@ -531,10 +532,38 @@ def _networks(data_root: str, config: LxcConfig) -> tuple[str, list[dict[str, An
                                   "of that name (corral network ls)")  # fmt: skip
             network = by_bridge[0]
         address = net.get("ipv4.address", "").split("/")[0]
-        attachments.append({"name": network, "aliases": [], "ip": address})
+        attachments.append(
+            {
+                "name": network,
+                "aliases": [],
+                "ip": address,
+                "ifname": net.get("name", ""),
+                "mac": _expand_mac(net.get("hwaddr", "")),
+                "mtu": int(net.get("mtu") or 0),
+                "gateway": net.get("ipv4.gateway", ""),
+                "up": net.get("flags") == "up",
+            }
+        )
     if not attachments:
         return "none", []
     return attachments[0]["name"], attachments
+
+
+def _expand_hwaddr_lines(text: str) -> str:
+    lines = []
+    for line in text.splitlines(keepends=True):
+        key, sep, value = line.partition("=")
+        if sep and key.strip().startswith("lxc.net.") and key.strip().endswith(".hwaddr"):
+            line = f"{key}= {_expand_mac(value.strip())}\n"
+        lines.append(line)
+    return "".join(lines)
+
+
+def _expand_mac(text: str) -> str:
+    """LXC's `xx` placeholders in lxc.net.N.hwaddr become random hex digits."""
+    import secrets
+
+    return "".join(secrets.choice("0123456789abcdef") if c == "x" else c for c in text)
 
 
 def _shift_ownership(config: LxcConfig, rootfs: str) -> None:

@@ -30,6 +30,11 @@ class Attachment:
     network: str
     aliases: list[str]
     ip: str = ""
+    ifname: str = ""  # inside; default eth0, eth1, ... in order
+    mac: str = ""  # default 02:42 + the address
+    mtu: int = 0  # default the network's
+    gateway: str = ""  # "" or "auto": the network's; anything else must be it
+    up: bool = True  # LXC: lxc.net.N.flags = up
 
 
 @record
@@ -81,18 +86,23 @@ def setup(
         made: list[Endpoint] = []
         index = 0
         for attachment, net in zip(attachments, nets, strict=True):
+            _check_overrides(attachment, net)
             while f"eth{index}" in taken_ifnames:
                 index += 1
             ip = ipam.allocate(net.subnet, net.gateway, used, attachment.ip)
             used.add(ip)
-            made.append(_endpoint(owner, attachment, net, ip, index))
+            endpoint = _endpoint(owner, attachment, net, ip, index)
+            if endpoint.ifname in taken_ifnames:
+                raise NetworkError(f"two interfaces named {endpoint.ifname} in one container")
+            taken_ifnames.add(endpoint.ifname)
+            made.append(endpoint)
             index += 1
         bindings = _bindings(owner, made, nets, port_requests, live)
         live.endpoints += made
         live.ports += bindings
         state.save_live(live)  # recorded before acting: a crash now is reclaimable
         try:
-            _act(owner, made, nets, bindings)
+            _act(owner, made, nets, attachments, bindings, routed=fresh)
             state.save_live(live)  # with the MAC addresses
             _refresh_hosts(state, live, {e.network for e in made})
         except BaseException:
@@ -112,12 +122,30 @@ def _endpoint(owner: Owner, attachment: Attachment, net: Network, ip: str, index
         aliases=list(attachment.aliases),
         ip=ip,
         host_veth=host_veth(owner.id, index),
-        ifname=f"eth{index}",
+        ifname=attachment.ifname or f"eth{index}",
         pid=owner.pid,
         pid_start=owner.pid_start,
         hostname=owner.hostname,
         hosts_file=owner.hosts_file,
     )
+
+
+def _check_overrides(attachment: Attachment, net: Network) -> None:
+    import re
+
+    if attachment.ifname and not re.match(r"^[A-Za-z0-9_.-]{1,15}$", attachment.ifname):
+        raise NetworkError(f"invalid interface name {attachment.ifname!r}")
+    if attachment.mac:
+        if not re.match(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", attachment.mac):
+            raise NetworkError(f"invalid MAC address {attachment.mac!r}")
+        if int(attachment.mac[:2], 16) & 1:
+            raise NetworkError(f"MAC address {attachment.mac} is a multicast address")
+    if attachment.mtu and not 68 <= attachment.mtu <= 65535:
+        raise NetworkError(f"invalid MTU {attachment.mtu}")
+    if attachment.gateway not in ("", "auto", net.gateway):
+        raise NetworkError(
+            f"gateway {attachment.gateway}: the gateway of network {net.name} is {net.gateway}"
+        )
 
 
 def _bindings(
@@ -150,13 +178,21 @@ def _bindings(
 
 
 def _act(
-    owner: Owner, made: list[Endpoint], nets: list[Network], bindings: list[PortBinding]
+    owner: Owner,
+    made: list[Endpoint],
+    nets: list[Network],
+    attachments: list[Attachment],
+    bindings: list[PortBinding],
+    *,
+    routed: bool,
 ) -> None:
     from corral.network import nft
 
-    for endpoint, net in zip(made, nets, strict=True):
-        # eth0's network routes out; an --internal one has no route at all.
-        gateway = net.gateway if endpoint.ifname == "eth0" and not net.internal else None
+    for endpoint, net, attachment in zip(made, nets, attachments, strict=True):
+        # A starting container's first network routes out (not an --internal one);
+        # networks connected later add no route.
+        first = routed and endpoint is made[0]
+        gateway = net.gateway if first and not net.internal else None
         endpoint.mac = rtnl.add_endpoint(
             owner.pid,
             endpoint.host_veth,
@@ -165,7 +201,9 @@ def _act(
             endpoint.ip,
             ipam.parse_subnet(net.subnet).prefixlen,
             gateway,
-            net.mtu,
+            attachment.mtu or net.mtu,
+            attachment.mac.lower(),
+            attachment.up,
         )
     nft.apply(nft.port_lines(bindings))
 

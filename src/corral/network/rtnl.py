@@ -181,22 +181,26 @@ def add_endpoint(
     prefixlen: int,
     gateway: str | None,
     mtu: int,
+    mac_text: str = "",
+    up: bool = True,
 ) -> str:
     """A veth pair: `host_veth` on the bridge, its peer `ifname` in the net namespace of
-    `pid` with the address (and the default route when `gateway`). Returns the MAC."""
+    `pid` with the address (and the default route when `gateway`), its MAC `mac_text` or
+    one made from the address. Returns the MAC."""
     try:
         bridge_index = socket.if_nametoindex(bridge)
     except OSError:
         raise NetworkError(f"bridge {bridge} is missing") from None
-    mac = mac_for(address)
+    mac = bytes.fromhex(mac_text.replace(":", "")) if mac_text else mac_for(address)
     with Rtnl() as rtnl:
         rtnl.add_veth(host_veth, bridge_index, ifname, pid, mtu, mac)
     with in_netns(pid), Rtnl() as rtnl:
         rtnl.set_up(socket.if_nametoindex("lo"), "lo")
         index = socket.if_nametoindex(ifname)
         rtnl.add_address(index, address, prefixlen, ifname)
-        rtnl.set_up(index, ifname)
-        if gateway:
+        if up:
+            rtnl.set_up(index, ifname)
+        if gateway and up:
             rtnl.add_default_route(gateway, index)
     return format_mac(mac)
 

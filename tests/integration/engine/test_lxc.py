@@ -209,10 +209,20 @@ def test_config_errors_name_the_line_and_create_nothing(lxc: Lxc, tmp_path: Path
 def test_network_link_to_a_corral_network(lxc: Lxc, corral: Corral, tmp_path: Path) -> None:
     corral("network", "create", "--subnet", "10.251.77.0/24", "lxcnet")
     try:
-        config = "lxc.net.0.type = veth\nlxc.net.0.link = lxcnet\nlxc.net.0.flags = up\nlxc.net.0.ipv4.address = 10.251.77.50/24\n"  # fmt: skip
+        config = (
+            "lxc.net.0.type = veth\nlxc.net.0.link = lxcnet\nlxc.net.0.flags = up\n"
+            "lxc.net.0.ipv4.address = 10.251.77.50/24\nlxc.net.0.ipv4.gateway = auto\n"
+            "lxc.net.0.name = lan0\nlxc.net.0.mtu = 1400\nlxc.net.0.hwaddr = 02:16:3e:xx:xx:01\n"
+        )
         lxc.create("netted", "-f", write_config(tmp_path, config))
+        written = (LXCPATH / "netted" / "config").read_text()
+        mac = next(line.split("=")[1].strip() for line in written.splitlines() if "hwaddr" in line)
+        assert mac.startswith("02:16:3e:") and mac.endswith(":01") and "x" not in mac
         lxc("start", "-n", "netted")
         assert "10.251.77.50" in lxc.info("netted")["IP"]
+        inside = lxc.attach("netted", "sh", "-c", "cat /sys/class/net/lan0/mtu /sys/class/net/lan0/address; ip route").stdout  # fmt: skip
+        assert inside.splitlines()[:2] == ["1400", mac]
+        assert "default via 10.251.77.1 dev lan0" in inside
         lxc.attach("netted", "sh", "-c", "nc -ll -p 7000 -e echo from-lxc > /dev/null 2>&1 &")
         out = corral.run("--rm", "--network", "lxcnet", IMAGE, "sh", "-c", "sleep 0.3; echo | nc -w 3 10.251.77.50 7000")  # fmt: skip
         assert out.stdout.strip() == "from-lxc"
