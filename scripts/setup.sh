@@ -52,3 +52,8 @@ fi
 # Byte-compile now: the runtime must not compile its modules on the start path (and
 # PYTHONDONTWRITEBYTECODE may be set in the caller's environment).
 "$VENV/bin/python" -m compileall -q src >/dev/null
+
+# The debian template's cache (corral lxc create -t debian): debootstrap from the host's
+# Debian mirror here, in the set-up, so that the tests themselves download nothing.
+# Quick when the cache is complete.
+"$VENV/bin/python" -m corral.lxc.debian prepare bookworm amd64 >/dev/null

@@ -583,6 +583,9 @@ def cmd_rm(args: argparse.Namespace) -> int:
     store = ContainerStore(root)
 
     def remove(cid: str) -> None:
+        spec = store.load_spec(cid)
+        if spec.kind == "lxc":  # its config and rootfs live in the LXC directory
+            raise CorralError(f"{spec.name} is an LXC container: corral lxc destroy -n {spec.name}")
         state = lifecycle.current(store, cid)
         if state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING) and not args.force:
             raise CorralError(

@@ -53,19 +53,30 @@ def host_mirror() -> str:
 
 def install(cache: str, rootfs: str, release: str, arch: str, mirror: str) -> None:
     """Fill `rootfs` from the cache, bootstrapping the cache first if needed."""
-    if not re.match(r"^[a-z]+$", release) or not re.match(r"^[a-z0-9]+$", arch):
-        raise ContainerError(f"invalid release {release!r} or architecture {arch!r}")
+    _check(release, arch)
     if not shutil.which("debootstrap"):
         raise ContainerError("the debian template needs debootstrap (apt-get install debootstrap)")
+    base = ensure_cache(cache, release, arch, mirror)
+    subprocess.run(["cp", "-a", "--reflink=auto", f"{base}/rootfs/.", rootfs], check=True)
+    with open(os.path.join(rootfs, "etc/inittab"), "w") as f:
+        f.write(INITTAB)
+
+
+def _check(release: str, arch: str) -> None:
+    if not re.match(r"^[a-z]+$", release) or not re.match(r"^[a-z0-9]+$", arch):
+        raise ContainerError(f"invalid release {release!r} or architecture {arch!r}")
+
+
+def ensure_cache(cache: str, release: str, arch: str, mirror: str = "") -> str:
+    """The cached bootstrap of release/arch, made first if missing. Its directory."""
+    _check(release, arch)
     base = os.path.join(cache, "debian", f"{release}-{arch}")
     os.makedirs(os.path.dirname(base), exist_ok=True)
     with open(base + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one bootstrap at a time; others wait and copy
         if not os.path.exists(os.path.join(base, ".complete")):
             _bootstrap(base, release, arch, mirror or host_mirror())
-    subprocess.run(["cp", "-a", "--reflink=auto", f"{base}/rootfs/.", rootfs], check=True)
-    with open(os.path.join(rootfs, "etc/inittab"), "w") as f:
-        f.write(INITTAB)
+    return base
 
 
 def _bootstrap(base: str, release: str, arch: str, mirror: str) -> None:
@@ -87,3 +98,22 @@ def _bootstrap(base: str, release: str, arch: str, mirror: str) -> None:
     open(os.path.join(partial, ".complete"), "w").close()
     shutil.rmtree(base, ignore_errors=True)
     os.rename(partial, base)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m corral.lxc.debian prepare [RELEASE [ARCH]]`: fill the cache ahead of
+    time (the test set-up does, so that no test downloads anything)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "prepare":
+        print("usage: python -m corral.lxc.debian prepare [RELEASE [ARCH]]", file=sys.stderr)
+        return 2
+    release = args[1] if len(args) > 1 else "bookworm"
+    arch = args[2] if len(args) > 2 else "amd64"
+    print(ensure_cache(cache_dir(), release, arch))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
