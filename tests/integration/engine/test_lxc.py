@@ -89,6 +89,8 @@ def test_whole_lifecycle(lxc: Lxc, corral: Corral) -> None:
     assert lxc.state("life") == "STOPPED"
     again = lxc("stop", "-n", "life", check=False)
     assert again.returncode == 1 and "not running" in again.stderr
+    refused = corral("rm", "life", check=False)
+    assert refused.returncode == 1 and "corral lxc destroy" in refused.stderr
     cid = json.loads(corral("inspect", "life").stdout)[0]["Id"]
     assert lxc("destroy", "-n", "life").stdout.strip() == "Destroyed container life"
     assert not (LXCPATH / "life").exists()
