@@ -440,7 +440,7 @@ def exec_process_file(
     process["args"] = argv
     process["terminal"] = tty
     if env:
-        merged = ocispec._merge_env(process.get("env", []), env)
+        merged = ocispec.merge_env(process.get("env", []), env)
         process["env"] = merged
     if user:
         process["user"] = ocispec.resolve_user(config["root"]["path"], user)

@@ -29,7 +29,7 @@ def _mount(dest: str, kind: str, source: str, *options: str) -> dict[str, Any]:
     return {"destination": dest, "type": kind, "source": source, "options": list(options)}
 
 
-def _base_mounts(privileged: bool) -> list[dict[str, Any]]:
+def base_mounts(privileged: bool) -> list[dict[str, Any]]:
     ro = () if privileged else ("ro",)
     devpts = ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5")
     return [
@@ -43,7 +43,7 @@ def _base_mounts(privileged: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _merge_env(image_env: list[str], user_env: list[str]) -> list[str]:
+def merge_env(image_env: list[str], user_env: list[str]) -> list[str]:
     merged: dict[str, str] = {}
     for item in [*image_env, *user_env]:
         key, sep, value = item.partition("=")
@@ -104,7 +104,7 @@ def resolve_user(rootfs: str, user: str) -> dict[str, Any]:
     return out
 
 
-def _host_capabilities() -> list[str]:
+def host_capabilities() -> list[str]:
     """Every capability this process may pass on: its bounding set (a host can withhold
     some, and asking for those fails)."""
     from corral.kernel.caps import CAPABILITIES
@@ -116,14 +116,14 @@ def _host_capabilities() -> list[str]:
 
 def _capabilities(spec: ContainerSpec) -> list[str]:
     if spec.privileged:
-        return _host_capabilities()
+        return host_capabilities()
     caps = list(profiles.DEFAULT_CAPS)
     adds = [_cap_name(c) for c in spec.cap_add]
     drops = [_cap_name(c) for c in spec.cap_drop]
     if "CAP_ALL" in drops:
         caps = []
     if "CAP_ALL" in adds:
-        caps = _host_capabilities()
+        caps = host_capabilities()
     for cap in adds:
         if cap != "CAP_ALL" and cap not in caps:
             caps.append(cap)
@@ -226,7 +226,7 @@ def build(
     if not args:
         raise ConfigError("no command specified (the image has no CMD or ENTRYPOINT)")
     hostname = spec.hostname or cid[:12]
-    env = _merge_env(img.get("Env") or [], [f"HOSTNAME={hostname}", *spec.env])
+    env = merge_env(img.get("Env") or [], [f"HOSTNAME={hostname}", *spec.env])
     if spec.tty and not any(e.startswith("TERM=") for e in env):
         env.append("TERM=xterm")
     caps = _capabilities(spec)
@@ -252,7 +252,7 @@ def build(
     if init_binary:
         process["args"] = [INIT_PATH, "--", *args]
     etc = networking.write_etc_files(container_dir, spec, hostname, shared_dir)
-    oci_mounts = _base_mounts(spec.privileged)
+    oci_mounts = base_mounts(spec.privileged)
     for dest, src in etc.items():
         oci_mounts.append(
             {"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}

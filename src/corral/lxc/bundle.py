@@ -43,7 +43,7 @@ def rootfs_dir(config: LxcConfig, origin: str) -> str:
 
 
 def _caps(config: LxcConfig) -> list[str]:
-    every = ocispec._host_capabilities()
+    every = ocispec.host_capabilities()
     if config.cap_keep:
         keep = {_cap(c) for c in config.cap_keep if c != "none"}
         return [c for c in every if c in keep]
@@ -114,12 +114,12 @@ def build(
         "terminal": terminal,
         "user": {"uid": config.init_uid or 0, "gid": config.init_gid or 0},
         "args": argv,
-        "env": ocispec._merge_env([], env),
+        "env": ocispec.merge_env([], env),
         "cwd": config.init_cwd or "/",
         "capabilities": {k: _caps(config) for k in ("bounding", "effective", "permitted")},
         "noNewPrivileges": False,
     }
-    mounts = ocispec._base_mounts(privileged=False)
+    mounts = ocispec.base_mounts(privileged=False)
     if config.pty_max:
         for m in mounts:
             if m["destination"] == "/dev/pts":
