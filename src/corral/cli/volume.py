@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from corral.errors import CorralError
-
 from .render import emit_json, for_each, table
 
 
@@ -19,16 +17,11 @@ def _root(args: argparse.Namespace) -> str:
 def volume_users(root: str, name: str) -> list[str]:
     from corral.engine.store import ContainerStore
 
-    store = ContainerStore(root)
-    users = []
-    for cid in store.ids():
-        try:
-            spec = store.load_spec(cid)
-        except CorralError:
-            continue
-        if any(m["type"] == "volume" and m.get("source") == name for m in spec.mounts):
-            users.append(cid)
-    return users
+    return [
+        cid
+        for cid, spec in ContainerStore(root).specs()
+        if any(m["type"] == "volume" and m.get("source") == name for m in spec.mounts)
+    ]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

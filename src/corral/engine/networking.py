@@ -328,18 +328,12 @@ def published(data_root: str, cid: str) -> list[str]:
 def network_users(data_root: str, name: str) -> list[str]:
     """Names of the containers configured with network `name` (running or not)."""
     from corral.engine.store import ContainerStore
-    from corral.errors import ContainerError
 
-    store = ContainerStore(data_root)
-    users = []
-    for cid in store.ids():
-        try:
-            spec = store.load_spec(cid)
-        except ContainerError:
-            continue
-        if any(n["name"] == name for n in spec.networks):
-            users.append(spec.name or cid[:12])
-    return users
+    return [
+        spec.name or cid[:12]
+        for cid, spec in ContainerStore(data_root).specs()
+        if any(n["name"] == name for n in spec.networks)
+    ]
 
 
 def connect(data_root: str, cid: str, network: str, aliases: list[str], ip: str) -> None:

@@ -167,6 +167,15 @@ class ContainerStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
 
+    def specs(self) -> Iterator[tuple[str, ContainerSpec]]:
+        """(id, spec) of every container whose spec can be read (one being removed or
+        half made is left out)."""
+        for cid in self.ids():
+            try:
+                yield cid, self.load_spec(cid)
+            except ContainerError:
+                continue
+
     def ids(self) -> list[str]:
         try:
             entries = os.listdir(self.root)

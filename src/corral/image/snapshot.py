@@ -97,9 +97,7 @@ def mount(store: Store, snap_id: str) -> None:
 
 
 def is_mounted(path: str) -> bool:
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == target for line in f)
+    return kmount.is_mounted(path)
 
 
 def unmount(store: Store, snap_id: str) -> None:

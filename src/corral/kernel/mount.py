@@ -159,6 +159,13 @@ def mount(
     )
 
 
+def is_mounted(path: str | os.PathLike[str]) -> bool:
+    """Something is mounted at `path` (as this process's mount namespace sees it)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == target for line in f)
+
+
 def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
     check(libc.umount2(fspath(target), ctypes.c_int(flags)), "umount", os.fspath(target))
 

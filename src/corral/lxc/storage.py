@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from corral.errors import ConfigError
-from corral.kernel.mount import MNT_DETACH, umount2
+from corral.kernel.mount import MNT_DETACH, is_mounted, umount2
 from corral.kernel.mount import mount as kernel_mount
 from corral.lxc.config import LxcConfig
 
@@ -23,12 +23,6 @@ def _parts(config: LxcConfig, container_dir: str) -> tuple[str, str, str, str] |
         raise ConfigError(f"lxc.rootfs.path {config.rootfs!r}: expected overlay:/LOWER:/UPPER")
     lower, upper = parts[1], parts[2]
     return lower, upper, os.path.join(container_dir, "work"), os.path.join(container_dir, "rootfs")
-
-
-def is_mounted(path: str) -> bool:
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == target for line in f)
 
 
 def mount(config: LxcConfig, container_dir: str) -> None:

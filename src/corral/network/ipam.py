@@ -28,13 +28,19 @@ def gateway_for(subnet: ipaddress.IPv4Network, gateway: str = "") -> str:
     """The given gateway (checked), or the subnet's first host address."""
     if not gateway:
         return str(subnet.network_address + 1)
+    return _host_address(gateway, subnet, "gateway")
+
+
+def _host_address(text: str, subnet: ipaddress.IPv4Network, what: str) -> str:
+    """`text` if it is an address of `subnet` a host can have (not its network or
+    broadcast address); an error naming `what` otherwise."""
     try:
-        address = ipaddress.IPv4Address(gateway)
+        address = ipaddress.IPv4Address(text)
     except ValueError:
-        raise NetworkError(f"invalid gateway {gateway!r}") from None
+        raise NetworkError(f"invalid {what} {text!r}") from None
     if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
-        raise NetworkError(f"gateway {gateway} is not a host address of {subnet}")
-    return gateway
+        raise NetworkError(f"{what} {text} is not a host address of {subnet}")
+    return text
 
 
 def overlapping(subnet: ipaddress.IPv4Network, others: Iterable[str]) -> str | None:
@@ -61,12 +67,7 @@ def allocate(subnet: str, gateway: str, used: Iterable[str], wanted: str = "") -
     net = parse_subnet(subnet)
     taken = {*used, gateway}
     if wanted:
-        try:
-            address = ipaddress.IPv4Address(wanted)
-        except ValueError:
-            raise NetworkError(f"invalid IP address {wanted!r}") from None
-        if address not in net or address in (net.network_address, net.broadcast_address):
-            raise NetworkError(f"address {wanted} is not a host address of {subnet}")
+        _host_address(wanted, net, "address")
         if wanted in taken:
             raise NetworkError(f"address {wanted} is already in use on {subnet}")
         return wanted
