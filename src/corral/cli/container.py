@@ -303,11 +303,14 @@ def build_spec(args: argparse.Namespace) -> Any:
     from corral.engine import networking
     from corral.engine.model import ContainerSpec
     from corral.engine.volumes import parse_mount, parse_tmpfs, parse_volume
-    from corral.network import ports
 
-    published = [request for spec in args.publish for request in ports.parse(spec)]
-    for entry in args.expose:
-        ports.parse_exposed(entry)
+    published = []
+    if args.publish or args.expose:  # ports imports ipaddress: only when there are some
+        from corral.network import ports
+
+        published = [request for spec in args.publish for request in ports.parse(spec)]
+        for entry in args.expose:
+            ports.parse_exposed(entry)
     for entry in args.add_host:
         networking.parse_extra_host(entry)
     restart, restart_max = _restart_policy(args.restart)

@@ -5,9 +5,7 @@ host, container:NAME."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import shutil
 
 from corral import fastjson
 from corral.engine.model import ContainerSpec
@@ -34,7 +32,7 @@ def shared_with(spec: ContainerSpec) -> str | None:
 
 def attachments_for(mode: str, aliases: list[str], ip: str) -> list[dict[str, Any]]:
     """The networks a container starts on, from --network, --network-alias and --ip."""
-    from corral.network.networks import validate_name
+    from corral.network.settings import validate_name
 
     if mode in ("none", "host") or mode.startswith("container:"):
         if aliases or ip:
@@ -67,6 +65,8 @@ def validate(data_root: str, spec: ContainerSpec) -> None:
 
 def parse_extra_host(text: str) -> tuple[str, str]:
     """--add-host NAME:IP (or NAME=IP)."""
+    import ipaddress  # only when there is one to check: not on every start
+
     sep = "=" if "=" in text else ":"
     name, _, ip = text.partition(sep)
     try:
@@ -94,6 +94,8 @@ def write_etc_files(
         return files
     path = os.path.join(container_dir, "hosts")
     if spec.network == "host":
+        import shutil
+
         shutil.copyfile("/etc/hosts", path)
     else:
         extra = "".join(f"{ip}\t{name}\n" for name, ip in map(parse_extra_host, spec.extra_hosts))

@@ -13,7 +13,7 @@ import os
 
 from corral.errors import NetworkError
 from corral.kernel.identity import process_alive
-from corral.network import hosts, ipam, networks, ports, rtnl, settings
+from corral.network import hosts, ipam, networks, rtnl, settings
 from corral.network.model import Endpoint, Network, PortBinding
 from corral.network.state import Live, NetworkState
 from corral.structs import record
@@ -157,6 +157,8 @@ def _bindings(
 ) -> list[PortBinding]:
     if not requests:
         return []
+    from corral.network import ports  # random and socket: only for containers with ports
+
     if not made:
         raise NetworkError("published ports need a bridge network")
     if nets[0].internal:

@@ -6,23 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import secrets
 
 from corral.errors import ConfigError, NetworkError, NetworkInUse, NetworkNotFound
 from corral.network import ipam, settings
 from corral.network.model import Network
+from corral.network.settings import PREDEFINED, validate_name
 from corral.network.state import NetworkState
 
-NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-PREDEFINED = ("bridge", "host", "none")
 FORWARD = "/proc/sys/net/ipv4/ip_forward"
-
-
-def validate_name(name: str) -> str:
-    if not NAME.match(name) or len(name) > 64:
-        raise ConfigError(f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
-    return name
 
 
 def _now() -> str:
@@ -75,7 +66,7 @@ def create(
         else:
             subnet = ipam.pick_subnet(settings.subnet_pool(), list(taken))
             net = ipam.parse_subnet(subnet)
-        network_id = secrets.token_hex(32)
+        network_id = os.urandom(32).hex()
         network = Network(
             name=name,
             id=network_id,
@@ -114,7 +105,7 @@ def default_network(state: NetworkState) -> Network:
         )
     network = Network(
         name=settings.DEFAULT_NETWORK,
-        id=secrets.token_hex(32),
+        id=os.urandom(32).hex(),
         bridge=settings.default_bridge(),
         subnet=subnet,
         gateway=ipam.gateway_for(net),

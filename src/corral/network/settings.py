@@ -5,8 +5,22 @@ names of another: CORRAL_BRIDGE, CORRAL_DEFAULT_SUBNET, CORRAL_SUBNET_POOL, CORR
 from __future__ import annotations
 
 import os
+import re
+
+from corral.errors import ConfigError
 
 DEFAULT_NETWORK = "bridge"
+PREDEFINED = ("bridge", "host", "none")
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def validate_name(name: str) -> str:
+    """A network's name, as docker allows them."""
+    if not _NAME.match(name) or len(name) > 64:
+        raise ConfigError(f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
+    return name
+
+
 DEFAULT_MTU = 1500
 # Host-side veth names: this prefix, 11 characters of the container id, the endpoint index.
 VETH_PREFIX = "vc"
