@@ -21,8 +21,25 @@ os.environ["CORRAL_ROOT"] = str(TEST_STATE)
 TEST_DATA = Path(f"/var/tmp/corral-test-data-{os.getpid()}")
 os.environ["CORRAL_DATA_ROOT"] = str(TEST_DATA)
 
+
+def _free_octet() -> int:
+    """X for this run's 10.X.0.0/16 range: from the pid, moved on past any X the host
+    already routes (another test run's bridge, say)."""
+    try:
+        from corral.network import netlink
+
+        taken = netlink.host_prefixes()
+    except Exception:  # no netlink here: the pid alone
+        taken = []
+    for step in range(100):
+        octet = 100 + (os.getpid() + step) % 100
+        if not any(prefix.startswith(f"10.{octet}.") for prefix in taken):
+            return octet
+    return 100 + os.getpid() % 100
+
+
 # Networks of this run: their own bridge, nft table and subnets, clear of other runs'.
-_NET = 100 + os.getpid() % 100
+_NET = _free_octet()
 os.environ["CORRAL_BRIDGE"] = f"crlt{os.getpid()}"[:15]
 os.environ["CORRAL_NFT_TABLE"] = f"corral_test_{os.getpid()}"
 os.environ["CORRAL_DEFAULT_SUBNET"] = f"10.{_NET}.0.0/24"
