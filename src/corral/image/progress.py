@@ -66,9 +66,10 @@ class BarProgress(Progress):
     def advance(self, key: str, n: int) -> None:
         with self.lock:
             row = self.rows.setdefault(key, ["Downloading", 0, None])
+            first = row[0] != "Downloading" or row[1] == 0
             row[0] = "Downloading"
             row[1] = int(row[1]) + n  # type: ignore[call-overload]
-            self._draw()
+            self._draw(force=first)  # the bar shows at once, then at most 10 times a second
 
     def status(self, key: str, text: str) -> None:
         with self.lock:

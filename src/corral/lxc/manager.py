@@ -73,6 +73,31 @@ class Lxc:
             return True  # killed while writing the marker itself
         return not process_alive(pid, start)
 
+    def _make_marked_dir(self, name: str) -> None:
+        """The container's directory, appearing with its .creating marker already in it
+        (made aside, then renamed): no moment exists where a kill leaves it unmarked.
+        0755: an unprivileged container's root (a mapped uid) must reach its rootfs."""
+        import glob
+        import shutil
+
+        from corral.kernel.identity import process_alive
+        from corral.kernel.process import process_start_time
+
+        os.makedirs(self.lxcpath, exist_ok=True)
+        for stale in glob.glob(os.path.join(self.lxcpath, f".{name}.*.new")):
+            pid = stale.rsplit(".", 2)[-2]
+            if not pid.isdigit() or not process_alive(int(pid), 0):
+                shutil.rmtree(stale, ignore_errors=True)  # a creator killed before the rename
+        aside = os.path.join(self.lxcpath, f".{name}.{os.getpid()}.new")
+        os.mkdir(aside, 0o755)
+        with open(os.path.join(aside, CREATING), "w") as f:
+            f.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
+        try:
+            os.rename(aside, self.dir(name))
+        except OSError:
+            shutil.rmtree(aside, ignore_errors=True)
+            raise ContainerError(f"container {name} already exists in {self.lxcpath}") from None
+
     def _remove_half_made(self, name: str) -> None:
         import shutil
 
@@ -134,14 +159,8 @@ class Lxc:
         with contextlib.suppress(ContainerNotFound):
             self.store.resolve(name)
             raise ContainerError(f"the name {name} is taken by another container")
-        os.makedirs(self.lxcpath, exist_ok=True)
-        # 0755: an unprivileged container's root (a mapped uid) must reach its rootfs.
-        os.mkdir(self.dir(name), 0o755)
+        self._make_marked_dir(name)
         try:
-            from corral.kernel.process import process_start_time
-
-            with open(os.path.join(self.dir(name), CREATING), "w") as f:
-                f.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
             entries = []
             if template != "none":
                 rootfs = os.path.join(self.dir(name), "rootfs")
@@ -236,12 +255,8 @@ class Lxc:
             raise ContainerError(f"{name} is a snapshot itself: copy it without -s")
         if self.half_made(new):
             self._remove_half_made(new)
-        os.mkdir(self.dir(new), 0o755)
+        self._make_marked_dir(new)
         try:
-            from corral.kernel.process import process_start_time
-
-            with open(os.path.join(self.dir(new), CREATING), "w") as f:
-                f.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
             if snapshot:
                 for d in ("delta0", "work", "rootfs"):
                     os.mkdir(os.path.join(self.dir(new), d), 0o755)

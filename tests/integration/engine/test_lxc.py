@@ -363,7 +363,7 @@ def test_kill_9_of_create_and_start_then_the_next_command_cleans(lxc: Lxc, corra
     """create killed at staggered moments: the same name can be created again (the half
     made one is removed); start killed likewise: destroy -f leaves nothing (the session's
     leak check then finds no cgroup, mount or process)."""
-    for i, delay in enumerate((0.02, 0.05, 0.08, 0.12)):
+    for i, delay in enumerate((0.02, 0.05, 0.06, 0.07, 0.08, 0.1, 0.12)):
         name = f"killc{i}"
         lxc.made.append(name)
         proc = subprocess.Popen(corral.argv("lxc", "create", "-n", name, "-t", "busybox"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
