@@ -206,7 +206,9 @@ def _create_flags(p: argparse.ArgumentParser) -> None:
         default="bridge",
         help="bridge (default), a network's name, none, host, or container:NAME",
     )
-    p.add_argument("--network-alias", action="append", default=[], help="another DNS name")
+    p.add_argument(
+        "--network-alias", action="append", default=[], help="another name peers resolve it by"
+    )
     p.add_argument("--ip", default="", help="an IPv4 address on a user network")
     p.add_argument(
         "-p", "--publish", action="append", default=[], help="[ip:][hostPort:]containerPort[/proto]"
@@ -1020,21 +1022,8 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 
 def _freeze(args: argparse.Namespace, cid: str, pause: bool) -> None:
     from corral.engine import lifecycle
-    from corral.engine.model import Status
-    from corral.engine.runtimes import runtime_for
-    from corral.engine.store import ContainerStore
-    from corral.errors import InvalidState
 
-    store = ContainerStore(data_root(args))
-    with store.lock(cid):
-        state = lifecycle.current(store, cid)
-        want = Status.RUNNING if pause else Status.PAUSED
-        if state.status != want:
-            raise InvalidState(f"container {cid[:12]} is {state.status}, not {want}")
-        runtime = runtime_for(store.load_spec(cid).runtime)
-        (runtime.pause if pause else runtime.resume)(cid)
-        state.status = Status.PAUSED if pause else Status.RUNNING
-        store.save_state(cid, state)
+    lifecycle.pause(data_root(args), cid, pause)
 
 
 def cmd_top(args: argparse.Namespace) -> int:

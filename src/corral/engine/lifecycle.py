@@ -279,6 +279,21 @@ def kill(data_root: str, cid: str, sig: str | int = "KILL", *, user: bool = True
             _runtime(spec).resume(cid)
 
 
+def pause(data_root: str, cid: str, frozen: bool) -> None:
+    """Freeze (`pause`) or thaw a container through its runtime; it must be running, or
+    paused to be thawed."""
+    store = ContainerStore(data_root)
+    with store.lock(cid):
+        state = current(store, cid)
+        want = Status.RUNNING if frozen else Status.PAUSED
+        if state.status != want:
+            raise InvalidState(f"container {cid[:12]} is {state.status}, not {want}")
+        runtime = _runtime(store.load_spec(cid))
+        (runtime.pause if frozen else runtime.resume)(cid)
+        state.status = Status.PAUSED if frozen else Status.RUNNING
+        store.save_state(cid, state)
+
+
 def wait_exit(data_root: str, cid: str, timeout: float | None = None) -> ContainerState:
     """Until the container is neither running nor restarting (by its monitor's record, or
     by the kernel when the monitor is gone), or the timeout passes."""

@@ -200,23 +200,13 @@ def join_shared(data_root: str, cid: str, spec: ContainerSpec) -> None:
 def attach(data_root: str, cid: str, pid: int) -> None:
     """Give a created container (init `pid`, waiting to start) its endpoints and ports."""
     from corral.engine.store import ContainerStore
-    from corral.kernel.process import process_start_time
     from corral.network import endpoints
 
     store = ContainerStore(data_root)
     spec = store.load_spec(cid)
     if not bridged(spec) or not spec.networks:
         return
-    with open(os.path.join(store.bundle(cid), "config.json"), "rb") as f:
-        config = fastjson.loads(f.read())
-    owner = endpoints.Owner(
-        id=cid,
-        name=spec.name,
-        hostname=config.get("hostname") or cid[:12],
-        pid=pid,
-        pid_start=process_start_time(pid),
-        hosts_file=os.path.join(store.dir(cid), "hosts"),
-    )
+    owner = _owner(store, cid, spec.name, pid)
     attachments = [
         endpoints.Attachment(
             network=n["name"],
@@ -232,6 +222,24 @@ def attach(data_root: str, cid: str, pid: int) -> None:
     ]
     image_config = _image_config(data_root, spec)
     endpoints.setup(data_root, owner, attachments, port_requests(spec, image_config))
+
+
+def _owner(store: Any, cid: str, name: str, pid: int) -> Any:
+    """The container as the network layer knows it: id, name, the hostname its bundle
+    gives it, its init, its hosts file."""
+    from corral.kernel.process import process_start_time
+    from corral.network import endpoints
+
+    with open(os.path.join(store.bundle(cid), "config.json"), "rb") as f:
+        hostname = fastjson.loads(f.read()).get("hostname") or cid[:12]
+    return endpoints.Owner(
+        id=cid,
+        name=name,
+        hostname=hostname,
+        pid=pid,
+        pid_start=process_start_time(pid),
+        hosts_file=os.path.join(store.dir(cid), "hosts"),
+    )
 
 
 def _image_config(data_root: str, spec: ContainerSpec) -> dict[str, Any]:
@@ -358,16 +366,7 @@ def connect(data_root: str, cid: str, network: str, aliases: list[str], ip: str)
             raise ConfigError(f"network {network} not found")
         state = lifecycle.current(store, cid)
         if state.status in ("running", "paused"):
-            from corral.kernel.process import process_start_time
-
-            owner = endpoints.Owner(
-                id=cid,
-                name=spec.name,
-                hostname=spec.hostname or cid[:12],
-                pid=state.pid,
-                pid_start=process_start_time(state.pid),
-                hosts_file=os.path.join(store.dir(cid), "hosts"),
-            )
+            owner = _owner(store, cid, spec.name, state.pid)
             attachment = endpoints.Attachment(network=network, aliases=aliases, ip=ip)
             endpoints.setup(data_root, owner, [attachment], [], fresh=False)
         spec.networks.append({"name": network, "aliases": list(aliases), "ip": ip})

@@ -415,18 +415,11 @@ class Lxc:
     # ----- freeze, cgroup, wait, info -------------------------------------------------------
 
     def freeze(self, name: str, frozen: bool) -> None:
-        from corral.engine.runtimes import runtime_for
-
         cid = self.cid(name)
-        with self.store.lock(cid):
-            state = lifecycle.current(self.store, cid)
-            want = Status.RUNNING if frozen else Status.PAUSED
-            if state.status != want:
-                raise InvalidState(f"{name} is {STATES.get(state.status, 'STOPPED')}")
-            runtime = runtime_for(self.store.load_spec(cid).runtime)
-            (runtime.pause if frozen else runtime.resume)(cid)
-            state.status = Status.PAUSED if frozen else Status.RUNNING
-            self.store.save_state(cid, state)
+        state = self.state(name)
+        if state != ("RUNNING" if frozen else "FROZEN"):
+            raise InvalidState(f"{name} is {state}")
+        lifecycle.pause(self.data_root, cid, frozen)
 
     def cgroup(self, name: str, key: str, value: str | None) -> list[tuple[str, str]]:
         """Read (value None) or set one cgroup setting, live; v1 or v2 names either way."""
