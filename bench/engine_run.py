@@ -36,6 +36,9 @@ CORRAL = [sys.executable, "-m", "corral.cli.main"]
 WORK = Path(f"/var/tmp/corral-bench-engine-{os.getpid()}")
 RUN = Path(f"/run/corral-bench-engine-{os.getpid()}")
 IMAGE = "corral/busybox"
+# Every engine without a network: this measures the container's start (bench/network.py
+# measures bridged starts).
+NO_NET = ("--network", "none")
 
 
 def corral_cmd() -> list[str]:
@@ -148,14 +151,14 @@ def setup() -> dict[str, list[str]]:
     env_parent = f"corral-bench-{os.getpid()}"
     os.environ["CORRAL_CGROUP_PARENT"] = env_parent
     os.environ["CORRAL_ROOT"] = str(RUN / "corral")
-    subprocess.run([*corral_cmd(), "run", "--rm", "-q", IMAGE, "true"], check=True)
+    subprocess.run([*corral_cmd(), "run", "--rm", "-q", *NO_NET, IMAGE, "true"], check=True)
     archive = WORK / "busybox.tar"
     subprocess.run([*corral_cmd(), "save", "-o", str(archive), IMAGE], check=True)
     subprocess.run(
         [*podman_cmd(), "load", "-q", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL
     )
     tools = {
-        "corral": [*corral_cmd(), "run", "--rm", IMAGE, "true"],
+        "corral": [*corral_cmd(), "run", "--rm", *NO_NET, IMAGE, "true"],
         "podman": [*podman_cmd(), "run", "--rm", *PODMAN_RUN, f"localhost/{IMAGE}", "true"],
     }
     if DOCKERD is not None:
@@ -183,7 +186,7 @@ def bench_run_rm(tools: dict[str, list[str]], runs: int) -> None:
 def bench_memory(tools: dict[str, list[str]]) -> None:
     print("\nmemory kept per idle container (RSS / PSS, kB)")
     cid = subprocess.run(
-        [*corral_cmd(), "run", "-d", IMAGE, "sleep", "1000"],
+        [*corral_cmd(), "run", "-d", *NO_NET, IMAGE, "sleep", "1000"],
         check=True,
         capture_output=True,
         text=True,
@@ -239,7 +242,7 @@ def bench_many(tools: dict[str, list[str]], many: int) -> None:
     print(f"\n{many} containers running `sleep 1000`: start all, then stop and remove all")
     results = {}
     engines = {
-        "corral": (corral_cmd(), [IMAGE]),
+        "corral": (corral_cmd(), [*NO_NET, IMAGE]),
         "podman": (podman_cmd(), [*PODMAN_RUN, f"localhost/{IMAGE}"]),
     }
     if "docker" in tools:

@@ -1,4 +1,5 @@
-"""`make run`: `corral run` on the built-in image (made from the host's busybox: no network).
+"""`make run`: `corral run` on the built-in image (made from the host's busybox: nothing
+downloaded).
 
 The container shows its own hostname, that it is pid 1 in its own pid namespace, and the
 memory limit its cgroup sets, read from inside; --rm removes it when it exits."""
