@@ -441,11 +441,13 @@ def exec_process_file(
     argv: list[str],
     *,
     env: list[str] | None = None,
+    base_env: list[str] | None = None,
     user: str = "",
     workdir: str = "",
     tty: bool = False,
 ) -> str:
-    """Write the process.json for `runtime exec` (the container's env and caps, overrides)."""
+    """Write the process.json for `runtime exec` (the container's env and caps, overrides).
+    `env` is merged over the container's environment, or over `base_env` instead."""
     from corral.engine import ocispec
 
     store = ContainerStore(data_root)
@@ -454,9 +456,10 @@ def exec_process_file(
     process = dict(config["process"])
     process["args"] = argv
     process["terminal"] = tty
+    if base_env is not None:
+        process["env"] = list(base_env)
     if env:
-        merged = ocispec.merge_env(process.get("env", []), env)
-        process["env"] = merged
+        process["env"] = ocispec.merge_env(process.get("env", []), env)
     if user:
         process["user"] = ocispec.resolve_user(config["root"]["path"], user)
         if process["user"]["uid"] != 0:

@@ -390,12 +390,16 @@ class Lxc:
             raise InvalidState(f"{name} is not running")
         rootfs = self._rootfs_of(cid)
         argv = command or [_login_shell(rootfs)]
+        from corral.lxc.bundle import DEFAULT_PATH
+
+        # --clear-env: PATH, container=lxc and the -v variables; else the caller's too
         extra = list(env) if clear_env else [*_caller_env(), *env]
+        base = [DEFAULT_PATH, "container=lxc"] if clear_env else None
         tty = sys.stdin.isatty() and sys.stdout.isatty()
-        path = lifecycle.exec_process_file(self.data_root, cid, argv, env=extra, tty=tty)
+        path = lifecycle.exec_process_file(
+            self.data_root, cid, argv, env=extra, base_env=base, tty=tty
+        )
         try:
-            if clear_env:
-                _clear_process_env(path, env)
             runtime = runtime_for(self.store.load_spec(cid).runtime)
             if isinstance(runtime, LibraryRuntime):  # in this process: no runtime start-up
                 return runtime.exec_here(cid, path, tty=tty)
@@ -601,18 +605,6 @@ def _login_shell(rootfs: str) -> str:
 def _caller_env() -> list[str]:
     skip = ("LS_COLORS", "SSH_", "DBUS_", "XDG_", "DISPLAY")
     return [f"{k}={v}" for k, v in os.environ.items() if not k.startswith(skip)]
-
-
-def _clear_process_env(path: str, env: list[str]) -> None:
-    """--clear-env: the attached process gets PATH, container=lxc and the -v variables."""
-    from corral import fastjson
-    from corral.lxc import bundle
-
-    with open(path, "rb") as f:
-        process = fastjson.loads(f.read())
-    process["env"] = [bundle.DEFAULT_PATH, "container=lxc", *env]
-    with open(path, "w") as f:
-        f.write(fastjson.dumps(process))
 
 
 def _counter(link: str, name: str) -> int:
