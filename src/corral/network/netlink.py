@@ -32,12 +32,6 @@ def link_exists(name: str) -> bool:
         return bool(ipr.link_lookup(ifname=name))
 
 
-def link_names(prefix: str) -> list[str]:
-    with _iproute() as ipr:
-        names = [link.get("IFLA_IFNAME") or "" for link in ipr.get_links()]
-    return [n for n in names if n.startswith(prefix)]
-
-
 def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
     """The bridge `name` exists, is up and carries the gateway address."""
     with _iproute() as ipr:

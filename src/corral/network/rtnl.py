@@ -209,9 +209,3 @@ def delete_link(name: str) -> bool:
     """Delete a link in this net namespace (a veth takes its peer along). False: none."""
     with Rtnl() as rtnl:
         return rtnl.delete_link(name)
-
-
-def remove_endpoint(pid: int, ifname: str) -> None:
-    """Delete `ifname` in the net namespace of `pid` (its host-side peer goes with it)."""
-    with in_netns(pid):
-        delete_link(ifname)
