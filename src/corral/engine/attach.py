@@ -15,7 +15,6 @@ import struct
 import termios
 import tty as ttymod
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from corral.engine.monitor import (
     EXIT,
@@ -28,6 +27,10 @@ from corral.engine.monitor import (
     STDOUT,
     frame,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
 DETACHED = -1

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 
 from corral import fastjson
 from corral.engine.model import ContainerSpec, ContainerState, Status
 from corral.engine.runtimes import LibraryRuntime, Runtime, RuntimeFailed, parse_signal, runtime_for
 from corral.engine.store import ContainerStore
-from corral.engine.volumes import Volumes
 from corral.errors import ContainerError, InvalidState
 
 MONITOR_START_TIMEOUT = 60.0
+SIGKILL = 9  # not signal.SIGKILL: the signal module (enums) costs a millisecond to import
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,6 +38,13 @@ def image_store(data_root: str) -> Any:
     from corral.image.store import Store
 
     return Store(os.path.join(data_root, "image"))
+
+
+def has_snapshot(data_root: str, cid: str) -> bool:
+    """Whether the container has an image snapshot: looked up without loading the image
+    store (hashlib, the OCI models: ~10 ms), which a container made from a directory (an
+    LXC one) never needs. The path is image_store's Store.snapshots_dir/<id>."""
+    return os.path.isdir(os.path.join(data_root, "image", "snapshots", cid))
 
 
 # ----- create -------------------------------------------------------------------------------
@@ -91,7 +97,7 @@ def _write_bundle(
     data_root: str, cid: str, spec: ContainerSpec, image_config: dict[str, Any], rootfs: str
 ) -> None:
     from corral.engine import networking, ocispec
-    from corral.engine.volumes import oci_mounts
+    from corral.engine.volumes import Volumes, oci_mounts
 
     store = ContainerStore(data_root)
     mounts = oci_mounts(spec.mounts, Volumes(data_root))
@@ -113,6 +119,8 @@ def _write_bundle(
 
 
 def mount_rootfs(data_root: str, cid: str) -> None:
+    if not has_snapshot(data_root, cid):
+        return
     from corral.image import snapshot
 
     images = image_store(data_root)
@@ -126,20 +134,21 @@ def mount_rootfs(data_root: str, cid: str) -> None:
 def unmount_rootfs(data_root: str, cid: str) -> None:
     """The image snapshot's mount, or a root a front end mounted for the container (the
     bundle's io.corral.mounted-root annotation: an LXC snapshot copy's overlay)."""
-    from corral.image import snapshot
+    from corral.kernel.mount import MNT_DETACH, is_mounted, umount2
 
-    images = image_store(data_root)
-    if os.path.isdir(os.path.join(images.snapshots_dir, cid, "upper")):
-        snapshot.unmount(images, cid)
-        return
+    if has_snapshot(data_root, cid):
+        from corral.image import snapshot
+
+        images = image_store(data_root)
+        if os.path.isdir(os.path.join(images.snapshots_dir, cid, "upper")):
+            snapshot.unmount(images, cid)
+            return
     try:
         with open(os.path.join(ContainerStore(data_root).bundle(cid), "config.json"), "rb") as f:
             mounted = fastjson.loads(f.read()).get("annotations", {}).get("io.corral.mounted-root")
     except (OSError, ValueError):
         return
-    if mounted and snapshot.is_mounted(mounted):
-        from corral.kernel.mount import MNT_DETACH, umount2
-
+    if mounted and is_mounted(mounted):
         with contextlib.suppress(Exception):
             umount2(mounted, MNT_DETACH)
 
@@ -274,7 +283,7 @@ def kill(data_root: str, cid: str, sig: str | int = "KILL", *, user: bool = True
             os.kill(state.pid, number)  # the runtime lost it; the pid was alive above
         except ProcessLookupError:
             pass  # it exited meanwhile (a restart policy's container between two lives)
-    if state.status == Status.PAUSED and number == signal.SIGKILL:
+    if state.status == Status.PAUSED and number == SIGKILL:
         with contextlib.suppress(RuntimeFailed):
             _runtime(spec).resume(cid)
 
@@ -365,8 +374,6 @@ def remove_everything(
 ) -> None:
     """Processes, runtime state, mounts, snapshot, anonymous volumes, records, name. Works
     on a container in any state, including half-created ones."""
-    from corral.image import snapshot
-
     store = ContainerStore(data_root)
     try:
         spec = store.load_spec(cid)
@@ -375,10 +382,10 @@ def remove_everything(
     state = store.load_state(cid) if os.path.isdir(store.dir(cid)) else ContainerState()
     if not from_monitor and alive(state.monitor_pid, state.monitor_start):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(state.monitor_pid, signal.SIGKILL)
+            os.kill(state.monitor_pid, SIGKILL)
     if alive(state.pid, state.pid_start):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(state.pid, signal.SIGKILL)
+            os.kill(state.pid, SIGKILL)
     if spec is not None and not from_monitor:  # the monitor deleted it when init exited
         with contextlib.suppress(Exception):
             _runtime(spec).delete(cid, force=True)
@@ -386,8 +393,10 @@ def remove_everything(
 
     networking.detach(data_root, cid)
     unmount_rootfs(data_root, cid)  # a root a front end mounted (LXC snapshot copies)
-    images = image_store(data_root)
-    snapshot.remove(images, cid)
+    if has_snapshot(data_root, cid):
+        from corral.image import snapshot
+
+        snapshot.remove(image_store(data_root), cid)
     run_root = os.environ.get("CORRAL_ROOT", "/run/corral")
     from corral.engine.monitor import attach_path, console_path
 
@@ -395,6 +404,8 @@ def remove_everything(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     if remove_volumes and spec is not None:
+        from corral.engine.volumes import Volumes
+
         volumes = Volumes(data_root)
         for m in spec.mounts:
             if m["type"] == "volume" and m.get("anonymous"):

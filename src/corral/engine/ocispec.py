@@ -6,14 +6,16 @@ masked and read-only paths, /etc/hostname, /etc/hosts and /etc/resolv.conf per c
 
 from __future__ import annotations
 
-import copy
 import os
-from typing import Any
 
 from corral.engine import networking, profiles
 from corral.engine.model import ContainerSpec
 from corral.errors import ConfigError
 from corral.oci import SPEC_VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INIT_PATH = "/sbin/corral-init"
@@ -310,4 +312,6 @@ def _seccomp(choice: str, caps: list[str]) -> dict[str, Any]:
             profile: dict[str, Any] = json.load(f)
     except (OSError, ValueError) as err:
         raise ConfigError(f"--security-opt seccomp={choice}: {err}") from None
+    import copy
+
     return copy.deepcopy(profile)

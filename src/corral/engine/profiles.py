@@ -8,7 +8,10 @@ falls back to clone). Everything else fails with EPERM."""
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 DEFAULT_CAPS = (
     "CAP_CHOWN",

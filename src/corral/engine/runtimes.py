@@ -9,7 +9,6 @@ from what a user runs with that runtime directly.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from corral import fastjson
@@ -289,6 +288,8 @@ def _signum(sig: int | str) -> int:
     text = sig.upper().removeprefix("SIG")
     if text.isdigit():
         return int(text)
+    import signal  # here: the module's enums cost ~1 ms to import
+
     try:
         return int(signal.Signals[f"SIG{text}"])
     except KeyError:

@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import os
 import re
-import shutil
 from collections.abc import Iterator
 
 from corral import fastjson
@@ -268,6 +267,8 @@ class ContainerStore:
         if name is None:
             with contextlib.suppress(ContainerError):
                 name = self.load_spec(cid).name
+        import shutil
+
         shutil.rmtree(self.dir(cid), ignore_errors=True)
         if name and self.name_owner(name) == cid:
             with contextlib.suppress(FileNotFoundError):

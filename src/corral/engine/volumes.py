@@ -16,10 +16,13 @@ import os
 import re
 import shutil
 import time
-from typing import Any
 
 from corral import fastjson
 from corral.errors import ConfigError, ContainerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 

@@ -8,11 +8,8 @@ clears a list key, as in LXC.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import shlex
-import signal
 
 from corral.errors import ConfigError
 from corral.structs import field, record
@@ -20,6 +17,10 @@ from corral.structs import field, record
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+# The default halt and stop signals as numbers (Linux on x86 and arm): importing the
+# signal module for them would cost every `corral lxc` command a millisecond.
+SIGPWR, SIGKILL = 30, 9
 
 
 @record
@@ -40,8 +41,8 @@ class LxcConfig:
     start_delay: int = 0
     start_order: int = 0
     groups: list[str] = field(default_factory=list)
-    signal_halt: int = signal.SIGPWR
-    signal_stop: int = signal.SIGKILL
+    signal_halt: int = SIGPWR
+    signal_stop: int = SIGKILL
     cap_drop: list[str] = field(default_factory=list)
     cap_keep: list[str] = field(default_factory=list)
     pty_max: int = 0
@@ -70,6 +71,8 @@ def _signal(value: str, where: str) -> int:
         number = int(text)
     else:
         name = text if text.startswith("SIG") else "SIG" + text
+        import signal
+
         try:
             number = int(signal.Signals[name])
         except KeyError:
@@ -106,6 +109,8 @@ def _net(config: LxcConfig, key: str, value: str, where: str) -> None:
     if sub == "type" and value not in NET_TYPES:
         raise ConfigError(f"{where}: network type {value!r}: Corral has {', '.join(NET_TYPES)}")
     if sub == "ipv4.address":
+        import ipaddress
+
         try:
             iface = ipaddress.ip_interface(value.split()[0] if value else "")
         except ValueError:
@@ -119,6 +124,8 @@ def _net(config: LxcConfig, key: str, value: str, where: str) -> None:
     if sub == "name" and not re.match(r"^[A-Za-z0-9_.-]{1,15}$", value):
         raise ConfigError(f"{where}: invalid interface name {value!r}")
     if sub == "ipv4.gateway" and value != "auto":
+        import ipaddress
+
         try:
             ipaddress.IPv4Address(value)
         except ValueError:
@@ -174,6 +181,8 @@ def apply_line(config: LxcConfig, key: str, value: str, where: str) -> None:
                 raise ConfigError(f"{where}: lxc.mount.auto value {item!r} is not supported")
             config.mount_auto.append(item)
     elif key == "lxc.init.cmd":
+        import shlex
+
         config.init_cmd = shlex.split(value)
     elif key == "lxc.init.cwd":
         config.init_cwd = value
