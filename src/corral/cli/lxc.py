@@ -10,7 +10,11 @@ from corral.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from corral.lxc.manager import Lxc
+
+    Verbs = argparse._SubParsersAction[argparse.ArgumentParser]
 
 FANCY_COLUMNS = ("NAME", "STATE", "AUTOSTART", "GROUPS", "IPV4", "IPV6", "UNPRIVILEGED")
 
@@ -23,12 +27,34 @@ def _named(p: argparse.ArgumentParser, positional: bool = True) -> None:
         p.set_defaults(name_pos=None)
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: Sequence[str] = ()
+) -> None:
+    """`corral lxc`; of its verbs, only the one `argv` (what follows `lxc`) names, if it
+    names one: building all fourteen parsers costs more than some verbs' work."""
     group = sub.add_parser("lxc", help="LXC-style system containers (lxc-create, lxc-start...)")
     group.add_argument("-P", "--lxcpath", default="", help="containers' directory "
                        "(default <data-root>/lxc)")  # fmt: skip
     verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True)
+    wanted = _verb_of(argv)
+    for verb, build in VERBS.items():
+        if wanted in (None, verb) or (verb == "freeze" and wanted == "unfreeze"):
+            build(verbs)
 
+
+def _verb_of(argv: Sequence[str]) -> str | None:
+    """The first word of `corral lxc`'s arguments (past -P DIR), if it names a verb."""
+    rest = list(argv)
+    while rest and rest[0] in ("-P", "--lxcpath"):
+        rest = rest[2:]
+    if rest and rest[0].startswith("--lxcpath="):
+        rest = rest[1:]
+    verb = rest[0] if rest else None
+    known = verb in VERBS or verb == "unfreeze"
+    return verb if known else None
+
+
+def _verb_create(verbs: Verbs) -> None:
     p = verbs.add_parser("create", help="create a container from a template")
     _named(p, positional=False)
     p.add_argument("-t", "--template", required=True, help="busybox, debian, host, oci (or none)")
@@ -38,12 +64,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- TEMPLATE OPTIONS")
     p.set_defaults(func=cmd_create)
 
+
+def _verb_destroy(verbs: Verbs) -> None:
     p = verbs.add_parser("destroy", help="remove a container")
     _named(p)
     p.add_argument("-f", "--force", action="store_true", help="stop it first if running")
     p.add_argument("-s", "--snapshots", action="store_true", help="also its snapshot copies")
     p.set_defaults(func=cmd_destroy)
 
+
+def _verb_start(verbs: Verbs) -> None:
     p = verbs.add_parser("start", help="start a container (in the background)")
     _named(p)
     p.add_argument("-d", "--daemon", action="store_true", help="in the background (default)")
@@ -51,17 +81,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-f", "--rcfile", default="", help="this config file instead of its own")
     p.set_defaults(func=cmd_start)
 
+
+def _verb_stop(verbs: Verbs) -> None:
     p = verbs.add_parser("stop", help="halt a container (its halt signal, then kill)")
     _named(p)
     p.add_argument("-t", "--timeout", type=int, default=60, help="seconds before killing")
     p.add_argument("-k", "--kill", action="store_true", help="kill at once (lxc.signal.stop)")
     p.set_defaults(func=cmd_stop)
 
+
+def _verb_execute(verbs: Verbs) -> None:
     p = verbs.add_parser("execute", help="run a command as an application container")
     _named(p, positional=False)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND")
     p.set_defaults(func=cmd_execute)
 
+
+def _verb_attach(verbs: Verbs) -> None:
     p = verbs.add_parser("attach", help="run a command inside a running container")
     _named(p, positional=False)
     p.add_argument("--clear-env", action="store_true", help="not the caller's environment")
@@ -70,11 +106,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND (default: a shell)")
     p.set_defaults(func=cmd_attach)
 
+
+def _verb_cgroup(verbs: Verbs) -> None:
     p = verbs.add_parser("cgroup", help="read or set a cgroup value of a running container")
     p.add_argument("-n", "--name", dest="name_opt", metavar="NAME")
     p.add_argument("words", nargs="+", metavar="[NAME] KEY [VALUE]")
     p.set_defaults(func=cmd_cgroup)
 
+
+def _verb_ls(verbs: Verbs) -> None:
     p = verbs.add_parser("ls", help="list containers")
     p.add_argument("-f", "--fancy", action="store_true", help="a table")
     p.add_argument("-F", "--fancy-format", default="", help="columns, comma separated")
@@ -84,6 +124,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-1", dest="one", action="store_true", help="one name per line")
     p.set_defaults(func=cmd_ls)
 
+
+def _verb_info(verbs: Verbs) -> None:
     p = verbs.add_parser("info", help="state, pid, addresses, usage")
     _named(p)
     p.add_argument("-s", "--state", action="store_true", help="only the state")
@@ -92,23 +134,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-H", "--no-humanize", action="store_true")
     p.set_defaults(func=cmd_info)
 
+
+def _verb_freeze(verbs: Verbs) -> None:
     for verb, frozen in (("freeze", True), ("unfreeze", False)):
         p = verbs.add_parser(verb, help=f"{verb} all processes of a container")
         _named(p)
         p.set_defaults(func=cmd_freeze, frozen=frozen)
 
+
+def _verb_console(verbs: Verbs) -> None:
     p = verbs.add_parser("console", help="the container's console (ctrl-a q to leave)")
     _named(p)
     p.add_argument("-e", "--escape", default="a", help="escape letter: ctrl-LETTER, then q")
     p.add_argument("-t", "--tty", type=int, default=0, help="only 0, the console")
     p.set_defaults(func=cmd_console)
 
+
+def _verb_wait(verbs: Verbs) -> None:
     p = verbs.add_parser("wait", help="until a container is in one of the states")
     _named(p)
     p.add_argument("-s", "--state", required=True, help="e.g. 'RUNNING|STOPPED'")
     p.add_argument("-t", "--timeout", type=float, default=-1, help="seconds (default forever)")
     p.set_defaults(func=cmd_wait)
 
+
+def _verb_copy(verbs: Verbs) -> None:
     p = verbs.add_parser("copy", help="clone a container (-s: an overlay snapshot)")
     _named(p)
     p.add_argument("-N", "--newname", required=True)
@@ -116,11 +166,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-B", "--backingstorage", default="", help="overlay (with -s) or dir")
     p.set_defaults(func=cmd_copy)
 
+
+def _verb_autostart(verbs: Verbs) -> None:
     p = verbs.add_parser("autostart", help="start the containers marked lxc.start.auto")
     p.add_argument("-a", "--all", action="store_true", help="every group, and no group")
     p.add_argument("-g", "--groups", default="", help="only these lxc.group names")
     p.add_argument("-L", "--list", action="store_true", help="only list them")
     p.set_defaults(func=cmd_autostart)
+
+
+VERBS: dict[str, Callable[[Verbs], None]] = {
+    "create": _verb_create,
+    "destroy": _verb_destroy,
+    "start": _verb_start,
+    "stop": _verb_stop,
+    "execute": _verb_execute,
+    "attach": _verb_attach,
+    "cgroup": _verb_cgroup,
+    "ls": _verb_ls,
+    "info": _verb_info,
+    "freeze": _verb_freeze,
+    "console": _verb_console,
+    "wait": _verb_wait,
+    "copy": _verb_copy,
+    "autostart": _verb_autostart,
+}
 
 
 def _lxc(args: argparse.Namespace) -> Lxc:
@@ -223,7 +293,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         rows.append((name, state))
     if not (args.fancy or args.fancy_format):
         names = [r[0] for r in rows]
-        print("\n".join(names) if args.one else "  ".join(names))
+        if names:  # nothing at all when there are none, as lxc-ls
+            print("\n".join(names) if args.one else "  ".join(names))
         return 0
     columns = list(FANCY_COLUMNS)
     if args.fancy_format:
