@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 WORK = Path(f"/var/tmp/corral-bench-lxc-{os.getpid()}")
-CORRAL = [sys.executable, "-m", "corral.cli.main", "--data-root", str(WORK / "corral"), "lxc"]
+# The installed command, as a user runs it (scripts/setup.sh's launcher).
+CORRAL = [str(Path(sys.executable).parent / "corral"), "--data-root", str(WORK / "corral"), "lxc"]
 LXC_PATH = str(WORK / "lxc")
 STEPS = ("create", "start", "attach true", "stop -k", "execute true", "destroy")
 

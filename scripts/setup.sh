@@ -33,22 +33,30 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     echo "$want" > "$stamp"
 fi
 
-# corral-runtime starts several times per container: give it a launcher that skips
-# site (.pth processing, ~3 ms) and isolates it from PYTHON* variables. The runtime
-# needs nothing outside the standard library and its own package.
+# corral-runtime starts several times per container, and every `corral` command is a
+# Python start-up: give both a launcher that skips site (.pth processing, ~3 ms) and is
+# isolated from PYTHON* variables. The runtime needs nothing outside the standard library
+# and its own package; `corral` also gets the venv's site-packages (pyroute2, for
+# `corral network`), put on sys.path directly.
 pkg_parent=$("$VENV/bin/python" -c 'import corral, os; print(os.path.dirname(os.path.dirname(corral.__file__)))')
-launcher="$VENV/bin/corral-runtime"
-if ! grep -q "corral fast launcher" "$launcher" 2>/dev/null; then
-    cat > "$launcher" <<LAUNCHER
-#!$(readlink -f "$VENV/bin/python") -IS
-# corral fast launcher (written by scripts/setup.sh)
+site_dirs=$("$VENV/bin/python" -c 'import site; print(repr(site.getsitepackages()))')
+write_launcher() {  # NAME MODULE FUNCTION EXTRA-PATHS
+    local launcher="$VENV/bin/$1"
+    if ! grep -q "corral fast launcher v3" "$launcher" 2>/dev/null; then
+        cat > "$launcher" <<LAUNCHER
+#!$(readlink -f "$VENV")/bin/python -IS
+# corral fast launcher v3 (written by scripts/setup.sh)
 import sys
 sys.path.insert(0, "$pkg_parent")
-from corral.cli.runtime import main
-sys.exit(main())
+sys.path += $4
+from $2 import $3
+sys.exit($3())
 LAUNCHER
-    chmod 755 "$launcher"
-fi
+        chmod 755 "$launcher"
+    fi
+}
+write_launcher corral-runtime corral.cli.runtime main "[]"
+write_launcher corral corral.cli.main run "$site_dirs"
 # Byte-compile now: the runtime must not compile its modules on the start path (and
 # PYTHONDONTWRITEBYTECODE may be set in the caller's environment).
 "$VENV/bin/python" -m compileall -q src >/dev/null
