@@ -707,8 +707,14 @@ def _start_time(pid: int) -> int:
 def launch(data_root: str, cid: str, client_fd: int | None, status_fd: int) -> None:
     """In a child forked from `corral run/start` (modules loaded, no interpreter start-up):
     become the monitor, create and start the container here, then exec the lean monitor."""
+    from corral.cgroups import warmup
     from corral.kernel import prctl
 
+    # The container's init is moved into its cgroup ~15 ms from now: start the kernel's
+    # grace period for that move here, so that it is over before the runtime makes the
+    # cgroups (the helper holds the cgroup lock while it waits) and still fresh when init
+    # is moved (a later writer within about a grace period gets the lock at once).
+    warmup.start()
     monitor = Monitor(data_root, cid, client_fd, status_fd)
     try:
         prctl.set_child_subreaper(True)  # kept across execve

@@ -263,6 +263,9 @@ class LibraryRuntime:
     def exec_here(self, cid: str, process_file: str, *, tty: bool = False) -> int:
         """Run the process in the container from this process (no corral-runtime
         start-up) and return its exit code; this process relays a terminal if `tty`."""
+        from corral.cgroups import warmup
+
+        warmup.start()  # the kernel's grace period for the cgroup move, while we prepare
         from corral.runtime.execspec import build_exec_process
 
         options = {"process": process_file, "tty": tty}
