@@ -291,7 +291,7 @@ class Lxc:
         cid = self.cid(name)
         if self.state(name) != "STOPPED":
             raise InvalidState(f"{name} is already running")
-        lifecycle.wait_monitor_gone(self.store, cid)
+        self._wait_monitor_done(name, cid)
         config = self.load(name, config_file)
         spec = self.engine_spec(name, config)
         rootfs = bundle.rootfs_dir(config, config_file or self.config_path(name))
@@ -309,6 +309,15 @@ class Lxc:
         oci = bundle.build(config, name, cid, rootfs, spec, args=args, terminal=spec.tty)
         lifecycle.write_config(self.data_root, cid, oci)
         return cid
+
+    def _wait_monitor_done(self, name: str, cid: str) -> None:
+        """A container is STOPPED once its init is gone (stop -k returns then), but its
+        monitor may still be recording the exit and cleaning up. An LXC container has no
+        restart policy, so a live monitor with a dead init is finishing: wait for it, or
+        the next start finds the record still saying "running"."""
+        state = self.store.load_state(cid)
+        if not lifecycle.wait_process_gone(state.monitor_pid, state.monitor_start, 30):
+            raise ContainerError(f"{name}: its monitor is still cleaning up after 30 s")
 
     def start(self, name: str, config_file: str = "") -> int:
         from corral.engine.runtimes import RuntimeFailed
@@ -374,13 +383,12 @@ class Lxc:
             client.close()
         with ours:
             code = attach.relay(ours, stdin=True, tty=False, send_hello=False)
-        lifecycle.wait_monitor_gone(self.store, cid)
+        self._wait_monitor_done(name, cid)
         storage.unmount(self.load(name), self.dir(name))
         return code
 
     def attach(self, name: str, command: list[str], clear_env: bool, env: list[str]) -> int:
         """Run a command in every namespace and the cgroup of the running container."""
-        import subprocess
         import sys
 
         from corral.engine.runtimes import LibraryRuntime, runtime_for
@@ -388,13 +396,14 @@ class Lxc:
         cid = self.cid(name)
         if self.state(name) != "RUNNING":
             raise InvalidState(f"{name} is not running")
-        rootfs = self._rootfs_of(cid)
-        argv = command or [_login_shell(rootfs)]
-        from corral.lxc.bundle import DEFAULT_PATH
-
+        argv = command or [_login_shell(self._rootfs_of(cid))]
         # --clear-env: PATH, container=lxc and the -v variables; else the caller's too
         extra = list(env) if clear_env else [*_caller_env(), *env]
-        base = [DEFAULT_PATH, "container=lxc"] if clear_env else None
+        base = None
+        if clear_env:
+            from corral.lxc.bundle import DEFAULT_PATH
+
+            base = [DEFAULT_PATH, "container=lxc"]
         tty = sys.stdin.isatty() and sys.stdout.isatty()
         path = lifecycle.exec_process_file(
             self.data_root, cid, argv, env=extra, base_env=base, tty=tty
@@ -403,6 +412,8 @@ class Lxc:
             runtime = runtime_for(self.store.load_spec(cid).runtime)
             if isinstance(runtime, LibraryRuntime):  # in this process: no runtime start-up
                 return runtime.exec_here(cid, path, tty=tty)
+            import subprocess
+
             exec_argv = runtime.exec_argv(cid, path, tty=tty, detach=False)
             return subprocess.run(exec_argv, check=False).returncode
         finally:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,6 +184,28 @@ def test_execute_runs_under_a_minimal_init(lxc: Lxc) -> None:
     assert lines[0] == "2 1"  # the command is pid 1's child
     assert lines[1].startswith("/sbin/corral-init -- sh")
     assert lxc.state("app") == "STOPPED"
+
+
+def test_start_and_execute_right_after_stop_k(lxc: Lxc, corral: Corral) -> None:
+    """stop -k returns when init is gone, while its monitor still records the exit and
+    cleans up; a start or execute at once after it (a script, with no interpreter start-up
+    in between: the library in one process) waits for that instead of failing."""
+    lxc.create("quick")
+    script = (
+        "import sys\n"
+        "from corral.lxc.manager import Lxc\n"
+        "m = Lxc(sys.argv[1])\n"
+        "for _ in range(3):\n"
+        "    m.start('quick')\n"
+        "    m.stop('quick', kill=True)\n"
+        "    assert m.execute('quick', ['true']) == 0\n"
+        "    assert m.state('quick') == 'STOPPED'\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, corral.data_root],
+        check=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert lxc.state("quick") == "STOPPED"
 
 
 def test_config_errors_name_the_line_and_create_nothing(lxc: Lxc, tmp_path: Path) -> None:
