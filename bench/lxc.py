@@ -8,7 +8,12 @@ with -k, execute `true` in it (an application container with a minimal init), de
 Medians over --runs, ratios of each to LXC.
 
 Both get a config without a network (lxc.net.0.type = empty) so that neither measures
-bridge setup, and their own container directory under /var/tmp. LXC runs with
+bridge setup, and their own container directory under /var/tmp.
+
+A third column, "warm", runs the same `corral lxc` commands forked from this process with
+every module Corral needs already loaded and the parser built: no interpreter start-up, no
+imports, no argparse set-up. It is the floor of any design that keeps a Python process
+resident (a daemon with a thin client): what Python costs to do the steps themselves. LXC runs with
 lxc.cgroup.relative = 1 (its cgroups below this benchmark's, never at the hierarchy root)
 and without AppArmor (not on this host). Everything is destroyed at the end.
 """
@@ -23,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 WORK = Path(f"/var/tmp/corral-bench-lxc-{os.getpid()}")
 # The installed command, as a user runs it (scripts/setup.sh's launcher).
@@ -32,7 +38,7 @@ STEPS = ("create", "start", "attach true", "stop -k", "execute true", "destroy")
 
 
 def commands(tool: str, name: str, config: str) -> list[list[str]]:
-    if tool == "corral":
+    if tool in ("corral", "warm"):
         base = CORRAL
         return [
             [*base, "create", "-n", name, "-t", "busybox", "-f", config],
@@ -51,6 +57,48 @@ def commands(tool: str, name: str, config: str) -> list[list[str]]:
         ["lxc-execute", *p, "--", "true"],
         ["lxc-destroy", *p],
     ]
+
+
+def warm_preload() -> Any:
+    """Load what the commands use; the parser of every `corral lxc` verb."""
+    # Imported for their side effect: loaded here, not in the timed children.
+    import corral.cgroups.warmup
+    import corral.engine.attach
+    import corral.engine.monitor
+    import corral.lxc.bundle
+    import corral.lxc.manager
+    import corral.lxc.storage
+    import corral.lxc.templates
+    import corral.runtime.container
+    import corral.runtime.execspec
+    import corral.runtime.spawn  # noqa: F401
+    from corral.cli.main import build_parser
+
+    return build_parser(CORRAL[1:])
+
+
+def timed_warm(parser: Any, argv: list[str]) -> float:
+    """One command in a child forked from this warm process (argv without the program)."""
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1):
+                os.dup2(null, fd)
+            args = parser.parse_args(argv)
+            code = args.func(args)
+            sys.stdout.flush()
+        except BaseException as err:
+            print(f"{' '.join(argv)}: {err}", file=sys.stderr)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    elapsed = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"warm {' '.join(argv)} failed ({status})")
+    return elapsed
 
 
 def timed(argv: list[str]) -> float:
@@ -88,6 +136,7 @@ def main() -> int:
     WORK.mkdir(parents=True)
     configs = {
         "corral": WORK / "corral.conf",
+        "warm": WORK / "corral.conf",
         "lxc": WORK / "lxc.conf",
     }
     configs["corral"].write_text("lxc.net.0.type = empty\n")
@@ -96,21 +145,22 @@ def main() -> int:
     )
     times: dict[str, dict[str, list[float]]] = {t: {s: [] for s in STEPS} for t in configs}
     pivots_before = lxc_pivots()
+    parser = warm_preload()
     try:
         for i in range(args.runs + 1):  # round 0 warms caches and is not counted
             for tool, config in configs.items():
-                name = f"bench{i}"
+                name = f"bench{i}{tool[0]}"
                 for step, argv in zip(STEPS, commands(tool, name, str(config)), strict=True):
-                    elapsed = timed(argv)
+                    elapsed = timed_warm(parser, argv[1:]) if tool == "warm" else timed(argv)
                     if i:
                         times[tool][step].append(elapsed)
         print(f"\ncorral lxc vs LXC {lxc_version()} ({args.runs} runs, medians)")
-        print(f"  {'':<14}{'corral':>10}{'lxc':>10}   ratio")
+        print(f"  {'':<14}{'corral':>10}{'lxc':>10}   ratio{'warm':>11}   ratio")
         for step in STEPS:
-            ours = statistics.median(times["corral"][step])
-            theirs = statistics.median(times["lxc"][step])
+            ours, warm, theirs = (statistics.median(times[t][step]) for t in configs)
             print(
                 f"  {step:<14}{ours * 1000:8.1f} ms{theirs * 1000:7.1f} ms   {ours / theirs:5.2f}x"
+                f"{warm * 1000:8.1f} ms   {warm / theirs:5.2f}x"
             )
     finally:
         cleanup()
