@@ -31,7 +31,7 @@ def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: Sequence[str] = ()
 ) -> None:
     """`corral lxc`; of its verbs, only the one `argv` (what follows `lxc`) names, if it
-    names one: building all fourteen parsers costs more than some verbs' work."""
+    names one: building all fifteen parsers costs more than some verbs' work."""
     group = sub.add_parser("lxc", help="LXC-style system containers (lxc-create, lxc-start...)")
     group.add_argument("-P", "--lxcpath", default="", help="containers' directory "
                        "(default <data-root>/lxc)")  # fmt: skip

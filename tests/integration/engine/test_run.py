@@ -68,10 +68,9 @@ def test_detached_ps_logs_stop_rm(corral: Corral) -> None:
     assert wait_for(lambda: "out" in corral("logs", "t-web").stdout)
     logs = corral("logs", "t-web")
     assert logs.stdout == "out\n" and logs.stderr == "err\n"  # streams kept apart
-    started = time.monotonic()
     assert corral("stop", "t-web").stdout.strip() == "t-web"
-    assert time.monotonic() - started < 5  # the trap ran: no 10 s wait for SIGKILL
     doc = corral.inspect("t-web")
+    # The trap ran (exit 0, "bye"): not the SIGKILL after the grace period (137).
     assert doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 0
     assert "bye" in corral("logs", "t-web").stdout
     assert "t-web" not in corral("ps").stdout and "t-web" in corral("ps", "-a").stdout
